@@ -1,0 +1,107 @@
+"""The loop around one iteration: fixed-point solving with per-sample halting.
+
+An iteration is any ``f(x, inject) -> x_next`` on a batch. :func:`solve` applies it until
+each sample's ``stop`` criterion holds or ``max_iters`` is reached; samples that stopped are
+no longer updated and no longer computed (the active rows are gathered each iteration).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Iteration = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StopRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Solution:
+    """Result of :func:`solve` for a batch of ``B`` samples."""
+
+    latent: torch.Tensor  # (B, D) last iterate x^K
+    previous: torch.Tensor  # (B, D) iterate before it, x^{K-1}
+    iters: torch.Tensor  # (B,) int64, K per sample
+    residual: torch.Tensor  # (B,) ||x^K - x^{K-1}||
+
+
+def certified_stop(contraction: float, tol: float) -> StopRule:
+    """Stop when the a-posteriori Banach bound ``c/(1-c)*||x^k - x^{k-1}||`` is ``<= tol``.
+
+    For a map with Lipschitz constant ``c < 1`` this bounds the distance of ``x^k`` to
+    the unique fixed point.
+    """
+    if not 0.0 <= contraction < 1.0:
+        raise ValueError(
+            f"certified halting needs a contraction factor in [0, 1), got {contraction}"
+        )
+    scale = contraction / (1.0 - contraction)
+
+    def stop(new: torch.Tensor, old: torch.Tensor, inject: torch.Tensor) -> torch.Tensor:
+        return scale * torch.linalg.vector_norm(new - old, dim=-1) <= tol
+
+    return stop
+
+
+def solve(
+    f: Iteration,
+    x0: torch.Tensor,
+    inject: torch.Tensor,
+    *,
+    max_iters: int,
+    stop: StopRule | None,
+) -> Solution:
+    """Iterate ``x <- f(x, inject)`` from ``x0`` with per-sample halting.
+
+    Args:
+        f: one iteration, applied to any subset of rows of ``x`` and ``inject``.
+        x0: (B, D) warm start.
+        inject: (B, E) per-sample input, constant across iterations.
+        max_iters: iteration cap (at least 1).
+        stop: per-sample halting rule, or ``None`` to run exactly ``max_iters``.
+
+    Returns:
+        A :class:`Solution`; each sample ran between 1 and ``max_iters`` iterations.
+    """
+    if max_iters < 1:
+        raise ValueError(f"max_iters must be >= 1, got {max_iters}")
+    batch = x0.shape[0]
+    x = x0.clone()
+    previous = x0.clone()
+    iters = torch.zeros(batch, dtype=torch.long, device=x0.device)
+    residual = torch.zeros(batch, dtype=x0.dtype, device=x0.device)
+    active: torch.Tensor | None = None  # None: every row is active (no gather needed)
+    for _ in range(max_iters):
+        if active is None:
+            x_new = f(x, inject)
+            residual = torch.linalg.vector_norm(x_new - x, dim=-1)
+            previous, x = x, x_new
+            iters += 1
+            done = stop(x_new, previous, inject) if stop is not None else None
+            if done is not None and done.any():
+                active = torch.nonzero(~done).squeeze(-1)
+        else:
+            x_old, inj = x[active], inject[active]
+            x_new = f(x_old, inj)
+            residual[active] = torch.linalg.vector_norm(x_new - x_old, dim=-1)
+            previous[active] = x_old
+            x[active] = x_new
+            iters[active] += 1
+            active = active[~stop(x_new, x_old, inj)]
+        if active is not None and active.numel() == 0:
+            break
+    return Solution(latent=x, previous=previous, iters=iters, residual=residual)
+
+
+def sample_train_iters(mean: float, sigma: float, cap: int, generator=None) -> int:
+    """Iteration count for one training batch: ``Poisson(LogNormal) + 1`` with mean ``mean``.
+
+    The log-normal rate has mean ``mean - 1`` so that the count averages ``mean``
+    (recurrent-depth training, arXiv 2502.05171); the count is clipped to ``[1, cap]``.
+    """
+    rate_mean = max(mean - 1.0, 1e-6)
+    log_rate = torch.randn((), generator=generator) * sigma + (math.log(rate_mean) - sigma**2 / 2)
+    count = int(torch.poisson(torch.exp(log_rate).reshape(1), generator=generator).item()) + 1
+    return min(max(count, 1), cap)

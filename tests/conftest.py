@@ -1,0 +1,54 @@
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from loopwm import LoopWM, LoopWMConfig  # noqa: E402
+from loopwm.collect import collect  # noqa: E402
+from loopwm.replay import Replay  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_config() -> LoopWMConfig:
+    return LoopWMConfig.preset("tiny", obs_dim=5, action_dim=2)
+
+
+@pytest.fixture
+def tiny_model(tiny_config) -> LoopWM:
+    torch.manual_seed(0)
+    return LoopWM(tiny_config)
+
+
+def random_batch(config: LoopWMConfig, batch: int = 8, horizon: int = 3, seed: int = 0) -> dict:
+    """A synthetic training batch shaped like Replay.sample_sequences output, as tensors."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs0": torch.randn(batch, config.obs_dim, generator=g),
+        "action": torch.rand(batch, horizon, config.action_dim, generator=g) * 2 - 1,
+        "next_obs": torch.randn(batch, horizon, config.obs_dim, generator=g),
+        "reward": torch.randn(batch, horizon, generator=g),
+        "terminated": (torch.rand(batch, horizon, generator=g) < 0.1).float(),
+        "mask": torch.ones(batch, horizon),
+    }
+
+
+@pytest.fixture(scope="session")
+def pendulum_dir(tmp_path_factory):
+    """4,000 random-policy InvertedPendulum-v5 transitions, collected once per session."""
+    root = tmp_path_factory.mktemp("pendulum")
+    collect("InvertedPendulum-v5", 4000, root, seed=0, chunk_size=1500, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def pendulum_data(pendulum_dir) -> Replay:
+    return Replay.load(pendulum_dir)
+
+
+def assert_finite(x) -> None:
+    assert np.isfinite(np.asarray(x)).all()

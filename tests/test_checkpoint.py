@@ -1,0 +1,116 @@
+"""Checkpoints: bit-exact round trip, atomic writes, clear errors, never unpickle."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from loopwm import MODEL_NAMES, CheckpointError, build_model, load, save
+from loopwm.checkpoint import FORMAT, read_header
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_round_trip_is_bit_exact(name, tiny_config, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(name, tiny_config)
+    model.set_obs_normalizer([1.0, 2, 3, 4, 5], [0.5, 1, 2, 3, 4])
+    path = tmp_path / "m.safetensors"
+    save(model, path, extra={"env_id": "X-v0"})
+    loaded = load(path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert not loaded.training
+    for (k, a), (k2, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert k == k2 and torch.equal(a, b)
+    model.eval()
+    h = torch.randn(4, 5)
+    a = torch.rand(4, 2)
+    with torch.no_grad():
+        out1 = model.step(model.encode(h), a)
+        out2 = loaded.step(loaded.encode(h), a)
+    assert torch.equal(out1.latent, out2.latent) and torch.equal(out1.iters, out2.iters)
+    assert loaded.checkpoint_extra == {"env_id": "X-v0"}
+    assert not list(tmp_path.glob(".*tmp"))  # no temp file left behind
+
+
+def test_truncated_file(tiny_model, tmp_path):
+    path = tmp_path / "m.safetensors"
+    save(tiny_model, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=str(path.name)):
+        load(path)
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\x00\x01not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="junk.safetensors"):
+        load(path)
+
+
+def test_pickle_is_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load(path)
+    torch.save({"x": torch.zeros(1)}, tmp_path / "torch.pt")
+    with pytest.raises(CheckpointError, match="unpickle"):
+        load(tmp_path / "torch.pt")
+    assert not marker.exists()
+
+
+def test_mismatched_weights_and_config(tiny_model, tiny_config, tmp_path):
+    path = tmp_path / "m.safetensors"
+    save(tiny_model, path)
+    header = read_header(path)
+    bigger = build_model("loopwm", tiny_config.replace(latent_dim=24))
+    tensors = {k: v.contiguous() for k, v in bigger.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": "1",
+        "kind": "loopwm",
+        "config": json.dumps(header["config"].to_dict()),
+        "extra": "{}",
+    }
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="shape"):
+        load(path)
+    save_file(tensors, str(path), metadata={**meta, "kind": "gru"})
+    with pytest.raises(CheckpointError, match="do not match"):
+        load(path)
+    save_file(tensors, str(path), metadata={**meta, "format_version": "99"})
+    with pytest.raises(CheckpointError, match="version 99"):
+        load(path)
+    save_file(tensors, str(path), metadata={"format": "something-else"})
+    with pytest.raises(CheckpointError, match="header"):
+        load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "nope.safetensors")
+
+
+def test_failed_write_keeps_previous_checkpoint(tiny_model, tmp_path, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    save(tiny_model, path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("loopwm.checkpoint.save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save(tiny_model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

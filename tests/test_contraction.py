@@ -1,0 +1,124 @@
+"""The loop is a certified contraction: the bound is real, < 1, and survives training."""
+
+import pytest
+import torch
+
+from loopwm import LoopWM, LoopWMConfig
+from loopwm.config import FitConfig
+from loopwm.losses import world_model_loss
+from loopwm.solver import solve
+
+from .conftest import random_batch
+
+
+def train_steps(model, steps=20, lr=5e-2, seed=0):
+    """A few aggressive optimiser steps, to move parameters far from initialisation."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    cfg = FitConfig(horizon=3)
+    model.train()
+    for i in range(steps):
+        loss, _ = world_model_loss(model, random_batch(model.config, seed=seed + i), cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def scramble(model, scale=30.0, seed=0):
+    """Random, large raw parameters: the parametrisation must still certify c <= c_max."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.block.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return model
+
+
+def iteration_and_input(model, batch=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(batch, model.config.latent_dim, generator=g, dtype=torch.float64) * 3
+    a = torch.rand(batch, model.config.action_dim, generator=g, dtype=torch.float64)
+    w = model.block.weights()
+    projected = model.block.project(model._inject(h, a), w)
+
+    def f(x, p=projected):
+        return model.block.iterate(w, x, p)
+
+    return f, h, projected
+
+
+@pytest.mark.parametrize(
+    "setup",
+    ["init", "trained", "scrambled", "deep_relu"],
+)
+def test_jacobian_and_difference_ratios_never_exceed_bound(setup):
+    torch.manual_seed(1)
+    cfg = LoopWMConfig.preset("tiny", obs_dim=5, action_dim=2)
+    if setup == "deep_relu":
+        cfg = cfg.replace(block_layers=3, activation="relu", c_max=0.97, a_max=0.3)
+    model = LoopWM(cfg)
+    if setup == "trained":
+        train_steps(model)
+    if setup in ("scrambled", "deep_relu"):
+        scramble(model)
+    model = model.double().eval()
+    bound = model.contraction_bound()
+    assert 0 < bound <= cfg.c_max < 1
+
+    with torch.no_grad():
+        f, h, projected = iteration_and_input(model)
+    for i in range(h.shape[0]):
+        x = h[i : i + 1].clone()
+        for _ in range(3):  # at a few points along the trajectory
+            jac = torch.autograd.functional.jacobian(
+                lambda z, i=i: f(z, projected[i : i + 1]), x
+            ).reshape(cfg.latent_dim, cfg.latent_dim)
+            # power iteration on J^T J, as an empirical estimate independent of the bound
+            v = torch.randn(cfg.latent_dim, dtype=torch.float64)
+            for _ in range(200):
+                v = jac.T @ (jac @ v)
+                v = v / v.norm()
+            power_estimate = (jac @ v).norm().item()
+            exact = torch.linalg.matrix_norm(jac, ord=2).item()
+            assert power_estimate <= bound + 1e-9
+            assert exact <= bound + 1e-9
+            with torch.no_grad():
+                x = f(x, projected[i : i + 1])
+
+    with torch.no_grad():
+        x_prev, x = h, f(h, projected)
+        for _ in range(30):
+            x_next = f(x, projected)
+            num = (x_next - x).norm(dim=-1)
+            den = (x - x_prev).norm(dim=-1)
+            ok = den > 1e-12
+            assert (num[ok] <= bound * den[ok] * (1 + 1e-9) + 1e-12).all()
+            x_prev, x = x, x_next
+
+
+def test_bound_is_exact_not_loose():
+    """The certificate is max(A) + prod of exact spectral norms of the clipped matrices."""
+    model = LoopWM(LoopWMConfig.preset("tiny", obs_dim=5, action_dim=2)).double()
+    w = model.block._compute_weights()
+    expected = (
+        w.decay.max().item()
+        + (
+            torch.linalg.matrix_norm(w.x_weight, 2) * torch.linalg.matrix_norm(w.out_weight, 2)
+        ).item()
+    )
+    assert model.contraction_bound() == pytest.approx(expected, rel=1e-12)
+
+
+def test_training_keeps_bound_below_c_max():
+    torch.manual_seed(0)
+    model = LoopWM(LoopWMConfig.preset("tiny", obs_dim=5, action_dim=2, c_max=0.8, a_max=0.4))
+    train_steps(model, steps=30, lr=0.1)
+    assert model.contraction_bound() <= 0.8
+
+
+def test_unique_fixed_point_from_any_warm_start(tiny_model):
+    model = tiny_model.double().eval()
+    with torch.no_grad():
+        f, h, projected = iteration_and_input(model)
+        a = solve(f, h, projected, max_iters=400, stop=None).latent
+        b = solve(f, -5 * h + 7, projected, max_iters=400, stop=None).latent
+    assert torch.allclose(a, b, atol=1e-10)

@@ -1,0 +1,126 @@
+"""Certified per-sample halting: correct, frozen once stopped, and controllable per call."""
+
+import torch
+
+from loopwm import LoopWM, LoopWMConfig
+from loopwm.solver import certified_stop, solve
+
+
+def double_model(**overrides):
+    torch.manual_seed(3)
+    cfg = LoopWMConfig.preset("tiny", obs_dim=5, action_dim=2, **overrides)
+    return LoopWM(cfg).double().eval()
+
+
+def transition_inputs(model, batch=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # Warm starts at very different distances from their fixed points.
+    scale = torch.logspace(-3, 1, batch, dtype=torch.float64)[:, None]
+    h = torch.randn(batch, model.config.latent_dim, generator=g, dtype=torch.float64) * scale
+    a = torch.rand(batch, model.config.action_dim, generator=g, dtype=torch.float64) * 2 - 1
+    return h, a
+
+
+def reference_fixed_point(model, h, a):
+    w = model.block.weights()
+    projected = model.block.project(model._inject(h, a), w)
+    return solve(
+        lambda x, p: model.block.iterate(w, x, p), h, projected, max_iters=500, stop=None
+    ).latent
+
+
+@torch.no_grad()
+def test_halted_latent_is_within_certified_distance_of_fixed_point():
+    model = double_model(c_max=0.95, a_max=0.6)
+    h, a = transition_inputs(model)
+    star = reference_fixed_point(model, h, a)
+    for tol in (1e-1, 1e-3, 1e-6):
+        out = model.step(h, a, tol=tol, max_iters=500)
+        assert (out.iters < 500).all()  # all converged before the cap
+        c = model.contraction_bound()
+        certified = c / (1 - c) * out.residual
+        assert (certified <= tol).all()
+        distance = (out.latent - star).norm(dim=-1)
+        assert (distance <= certified + 1e-12).all()
+        assert (distance <= tol + 1e-12).all()
+
+
+@torch.no_grad()
+def test_warm_starts_far_from_the_fixed_point_take_more_iterations():
+    """Iterations grow with how far the state moves (the adaptivity claim)."""
+    model = double_model()
+    h, a = transition_inputs(model)
+    w = model.block.weights()
+    projected = model.block.project(model._inject(h, a), w)
+    star = reference_fixed_point(model, h, a)
+
+    def iters_from(start):
+        stop = certified_stop(w.contraction, 1e-4)
+        return solve(
+            lambda x, p: model.block.iterate(w, x, p), start, projected, max_iters=200, stop=stop
+        ).iters.float()
+
+    near = iters_from(star + 1e-3 * torch.randn_like(star))
+    far = iters_from(star + 10.0 * torch.randn_like(star))
+    assert far.mean() > near.mean() + 3
+    # and through the public step: iteration counts rise with the size of the state change
+    out = model.step(h, a, tol=1e-4)
+    change = (out.latent - h).norm(dim=-1)
+    ranks = lambda v: v.argsort().argsort().double()  # noqa: E731
+    rho = torch.corrcoef(torch.stack([ranks(change), ranks(out.iters.double())]))[0, 1]
+    assert rho > 0.6
+
+
+@torch.no_grad()
+def test_max_iters_and_tol_are_respected():
+    model = double_model()
+    h, a = transition_inputs(model)
+    capped = model.step(h, a, tol=0.0, max_iters=3)
+    assert (capped.iters == 3).all()
+    loose = model.step(h, a, tol=1e3, max_iters=50)
+    assert (loose.iters == 1).all()
+    tight = model.step(h, a, tol=1e-9, max_iters=200)
+    assert (
+        tight.iters.float().mean() > model.step(h, a, tol=1e-2, max_iters=200).iters.float().mean()
+    )
+    default = model.step(h, a)
+    assert (default.iters <= model.config.max_iters).all()
+
+
+@torch.no_grad()
+def test_stopped_samples_stay_frozen():
+    """Each sample's result equals running exactly its own iteration count alone."""
+    model = double_model()
+    h, a = transition_inputs(model)
+    w = model.block.weights()
+    projected = model.block.project(model._inject(h, a), w)
+
+    def f(x, p):
+        return model.block.iterate(w, x, p)
+
+    sol = solve(f, h, projected, max_iters=40, stop=certified_stop(w.contraction, 1e-4))
+    assert sol.iters.unique().numel() > 1  # samples really halted at different iterations
+    for i in range(h.shape[0]):
+        k = int(sol.iters[i])
+        alone = solve(f, h[i : i + 1], projected[i : i + 1], max_iters=k, stop=None)
+        torch.testing.assert_close(sol.latent[i], alone.latent[0], rtol=0, atol=1e-12)
+        torch.testing.assert_close(sol.previous[i], alone.previous[0], rtol=0, atol=1e-12)
+
+
+def test_fixed_halting_runs_exactly_max_iters():
+    model = double_model(halting="fixed", max_iters=5)
+    h, a = transition_inputs(model)
+    with torch.no_grad():
+        assert (model.step(h, a).iters == 5).all()
+
+
+def test_grad_enabled_inference_matches_no_grad():
+    """The phantom-gradient step used when autograd is on reproduces the solved latent."""
+    model = double_model()
+    h, a = transition_inputs(model)
+    with torch.no_grad():
+        ref = model.step(h, a)
+    out = model.step(h, a)
+    assert out.latent.requires_grad
+    torch.testing.assert_close(out.latent.detach(), ref.latent, rtol=0, atol=1e-10)
+    assert torch.equal(out.iters, ref.iters)

@@ -1,0 +1,127 @@
+"""Every world model shares one interface; gradients reach every part of LoopWM."""
+
+import numpy as np
+import pytest
+import torch
+
+from loopwm import MODEL_NAMES, LoopWMConfig, build_model
+from loopwm.config import FitConfig
+from loopwm.losses import world_model_loss
+
+from .conftest import random_batch
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_interface_shapes(name, tiny_config):
+    torch.manual_seed(0)
+    model = build_model(name, tiny_config).eval()
+    h = model.encode(torch.randn(3, 5))
+    assert h.shape == (3, tiny_config.latent_dim)
+    out = model.step(h, torch.zeros(3, 2))
+    assert out.latent.shape == h.shape
+    for field in ("reward", "cont", "iters", "residual"):
+        assert getattr(out, field).shape == (3,)
+    assert out.iters.dtype == torch.long and (out.iters >= 1).all()
+    assert ((out.cont > 0) & (out.cont < 1)).all()
+    assert model.decode(out.latent).shape == (3, 5)
+    assert model.reward(out.latent).shape == (3,)
+
+
+@pytest.mark.parametrize("grad_mode", ["truncated", "phantom"])
+def test_gradients_reach_encoder_prelude_block_and_heads(grad_mode, tiny_config):
+    torch.manual_seed(0)
+    model = build_model("loopwm", tiny_config.replace(grad_mode=grad_mode)).train()
+    loss, metrics = world_model_loss(model, random_batch(tiny_config), FitConfig(horizon=3))
+    loss.backward()
+    for part in ("encoder", "prelude", "block", "decoder", "reward_head", "cont_head"):
+        grads = [p.grad for p in getattr(model, part).parameters()]
+        assert all(g is not None for g in grads), part
+        assert sum(float(g.abs().sum()) for g in grads) > 0, part
+    # every parameter of the shared block, including the diagonal A and injection B
+    for name, p in model.block.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert metrics["loop/iters_mean"] >= 1
+
+
+@pytest.mark.parametrize("name", ["mlp", "gru", "loopwm-gate", "loopwm-fixed"])
+def test_baselines_train(name, tiny_config):
+    torch.manual_seed(0)
+    model = build_model(name, tiny_config).train()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss, metrics = world_model_loss(model, random_batch(tiny_config), FitConfig(horizon=3))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert changed == len(before)  # every parameter (gate included) received an update
+    if name == "loopwm-gate":
+        assert metrics["loop/aux_loss"] > 0
+
+
+def test_training_iteration_counts_are_sampled_per_batch(tiny_config):
+    torch.manual_seed(0)
+    cfg = tiny_config.replace(train_iters_mean=6.0, grad_mode="truncated")
+    model = build_model("loopwm", cfg).train()
+    counts = []
+    for _ in range(40):
+        h = torch.randn(4, tiny_config.latent_dim)
+        out = model.step(h, torch.zeros(4, 2))
+        assert out.iters.unique().numel() == 1  # one count per batch
+        counts.append(int(out.iters[0]))
+    assert len(set(counts)) > 3
+    assert 4.0 < np.mean(counts) < 8.0
+
+
+@pytest.mark.parametrize("grad_mode", ["truncated", "phantom"])
+def test_fixed_model_trains_with_exactly_max_iters(grad_mode, tiny_config):
+    cfg = tiny_config.replace(max_iters=5, grad_mode=grad_mode)
+    model = build_model("loopwm-fixed", cfg).train()
+    out = model.step(torch.randn(4, tiny_config.latent_dim), torch.zeros(4, 2))
+    assert (out.iters == 5).all()
+
+
+def test_same_seed_same_result(tiny_config, tmp_path):
+    def run():
+        torch.manual_seed(7)
+        model = build_model("loopwm", tiny_config).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for i in range(3):
+            loss, _ = world_model_loss(
+                model, random_batch(tiny_config, seed=i), FitConfig(horizon=3)
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(), run(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_contraction_bound_only_for_looped_models(tiny_config):
+    with pytest.raises(TypeError, match="no loop"):
+        build_model("gru", tiny_config).contraction_bound()
+    assert build_model("loopwm-gate", tiny_config).contraction_bound() > 0
+
+
+def test_unknown_model_name(tiny_config):
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("transformer", tiny_config)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="a_max < c_max < 1"):
+        LoopWMConfig(obs_dim=3, action_dim=1, c_max=1.0)
+    with pytest.raises(ValueError, match="activation"):
+        LoopWMConfig(obs_dim=3, action_dim=1, activation="silu")  # not 1-Lipschitz
+    with pytest.raises(ValueError, match="obs_dim"):
+        LoopWMConfig(obs_dim=0, action_dim=1)
+    with pytest.raises(ValueError, match="unknown LoopWMConfig fields"):
+        LoopWMConfig.from_dict({"obs_dim": 3, "action_dim": 1, "latnet_dim": 4})
+    with pytest.raises(ValueError, match="unknown preset"):
+        LoopWMConfig.preset("huge", obs_dim=3, action_dim=1)
+    cfg = LoopWMConfig.preset("tiny", obs_dim=3, action_dim=1)
+    with pytest.raises(AttributeError):
+        cfg.latent_dim = 3  # frozen
+    assert LoopWMConfig.from_dict(cfg.to_dict()) == cfg
