@@ -1,0 +1,5 @@
+import sys
+
+from loopwm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,161 @@
+"""Command line: ``loopwm VERB ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from loopwm.models import MODEL_NAMES
+
+DESCRIPTION = "loopwm: model-based RL with a looped, certified-contraction world model."
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"loopwm: --set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.quiet else None  # None: a bar only when attached to a terminal
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from loopwm.collect import collect
+    from loopwm.envs import make_env
+
+    policy, name = None, "random"
+    if args.policy:
+        from loopwm.agents import load_sb3_policy
+
+        env = make_env(args.env)
+        try:
+            policy = load_sb3_policy(args.policy, args.algo, env, deterministic=args.deterministic)
+        finally:
+            env.close()
+        name = f"sb3-{args.algo}:{args.policy}"
+    meta = collect(
+        args.env,
+        args.steps,
+        args.out,
+        policy=policy,
+        policy_name=name,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        progress=_progress(args),
+    )
+    print(
+        f"stored {meta['transitions']} transitions in {meta['episodes']} episodes "
+        f"({meta['chunks']} chunks) in {args.out}"
+    )
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from loopwm.config import FitConfig
+    from loopwm.fit import fit
+
+    cfg = FitConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        horizon=args.horizon,
+        lr=args.lr,
+        eval_horizon=args.eval_horizon,
+        eval_every=args.eval_every,
+        seed=args.seed,
+    )
+    out = args.out or f"runs/fit/{args.model}"
+    model, result = fit(
+        args.data,
+        model=args.model,
+        preset=args.preset,
+        model_overrides=_parse_set(args.set),
+        config=cfg,
+        out=out,
+        progress=_progress(args),
+        device=args.device,
+    )
+    held = result["heldout"]
+    k = held["horizon"]
+    print(
+        f"{args.model} ({result['parameters']:,} parameters) on {result['env_id']}, "
+        f"{result['heldout_episodes']} held-out episodes, {held['windows']} windows"
+    )
+    print("held-out open-loop MSE (standardised obs):")
+    print(f"  {'':18s}{'1-step':>10s}{f'{k}-step':>10s}")
+    print(f"  {args.model:18s}{held['obs_mse_1']:10.4f}{held['obs_mse_K']:10.4f}")
+    print(f"  {'copy last obs':18s}{held['copy_mse_1']:10.4f}{held['copy_mse_K']:10.4f}")
+    print(f"loop iterations per step: mean {held['iters_mean']:.2f}, max {held['iters_max']}")
+    if "contraction_bound" in result:
+        print(f"contraction bound c = {result['contraction_bound']:.4f}")
+    print(f"wrote {out}/model.safetensors and {out}/metrics.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loopwm", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    p = sub.add_parser("collect", help="store transitions of a gymnasium env on disk")
+    p.add_argument("--env", required=True, help="gymnasium id with Box obs/actions")
+    p.add_argument("--steps", type=int, required=True, help="transitions to store")
+    p.add_argument("--out", required=True, help="dataset folder (must be new)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=int, default=10_000, help="transitions per file")
+    p.add_argument("--policy", help="a saved stable-baselines3 model (.zip) to act with")
+    p.add_argument("--algo", default="sac", help="SB3 algorithm of --policy (ppo, sac, ...)")
+    p.add_argument("--deterministic", action="store_true", help="no policy sampling noise")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("fit", help="train a world model on a dataset, report held-out error")
+    p.add_argument("--data", required=True, help="dataset folder from `loopwm collect`")
+    p.add_argument("--model", default="loopwm", choices=MODEL_NAMES)
+    p.add_argument("--preset", default="default", help="model size: tiny, small, default, large")
+    p.add_argument("--steps", type=int, default=2000, help="gradient steps")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--horizon", type=int, default=8, help="open-loop training horizon")
+    p.add_argument("--eval-horizon", type=int, default=10, help="K of the K-step error")
+    p.add_argument("--eval-every", type=int, default=500, help="0: evaluate at the end only")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a LoopWMConfig field, e.g. --set c_max=0.95 (repeatable)",
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="output folder (default runs/fit/MODEL)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+        print(f"loopwm {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

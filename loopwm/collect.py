@@ -1,0 +1,79 @@
+"""Collect real transitions from a gymnasium environment into an on-disk replay."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from loopwm.envs import box_space_meta, check_box_env, make_env
+from loopwm.replay import ReplayWriter
+
+
+def collect(
+    env_id: str,
+    steps: int,
+    out: str | os.PathLike,
+    *,
+    policy: Callable[[np.ndarray], np.ndarray] | None = None,
+    policy_name: str = "random",
+    seed: int = 0,
+    chunk_size: int = 10_000,
+    progress: bool | None = None,
+    env_kwargs: dict | None = None,
+) -> dict:
+    """Run ``policy`` (uniform random actions by default) for ``steps`` env steps.
+
+    Args:
+        env_id: a gymnasium id with flat Box observations and Box actions.
+        steps: number of transitions to store.
+        out: dataset folder (must not already hold a dataset).
+        policy: ``obs -> action``; actions are clipped to the action space.
+        policy_name: recorded in the dataset's meta.json.
+        seed: seeds the env's first reset and the random policy.
+        chunk_size: transitions per chunk file (the memory bound of the writer).
+        progress: show a progress bar (``None``: only on a terminal).
+
+    Returns:
+        The dataset's meta.json content.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    env = make_env(env_id, **(env_kwargs or {}))
+    try:
+        obs_dim, action_dim = check_box_env(env)
+        env.action_space.seed(seed)
+        meta = {
+            "env_id": env_id,
+            "policy": policy_name,
+            "seed": seed,
+            "observation_space": box_space_meta(env.observation_space),
+            "action_space": box_space_meta(env.action_space),
+        }
+        low, high = env.action_space.low, env.action_space.high
+        writer = ReplayWriter(
+            Path(out), obs_dim=obs_dim, action_dim=action_dim, meta=meta, chunk_size=chunk_size
+        )
+        obs, _ = env.reset(seed=seed)
+        bar = tqdm(total=steps, desc=f"collect {env_id}", disable=_disable(progress), unit="step")
+        with writer, bar:
+            for _ in range(steps):
+                if policy is None:
+                    action = env.action_space.sample()
+                else:
+                    action = np.clip(np.asarray(policy(obs), dtype=np.float32), low, high)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                writer.add(obs, action, reward, next_obs, terminated, truncated)
+                obs = env.reset()[0] if (terminated or truncated) else next_obs
+                bar.update()
+        return writer.meta
+    finally:
+        env.close()
+
+
+def _disable(progress: bool | None) -> bool | None:
+    # tqdm: disable=None turns the bar off when stderr is not a terminal.
+    return None if progress is None else not progress

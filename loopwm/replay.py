@@ -1,0 +1,280 @@
+"""On-disk replay of real transitions, written in chunks, read back by whole episodes.
+
+Layout of a dataset folder::
+
+    meta.json              env id, sizes, spaces, totals (rewritten atomically)
+    chunk_000000.npz       obs, action, reward, next_obs, terminated, truncated, episode
+    chunk_000001.npz       ...
+
+The writer keeps at most ``chunk_size`` transitions in memory; every chunk is written to a
+temporary file and renamed, so a killed collection leaves only complete chunks. Episode
+ids increase through the file; ``terminated`` (the MDP ended) and ``truncated`` (a time
+limit or the end of collection cut it) are kept apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loopwm.checkpoint import atomic_write
+
+REPLAY_FORMAT = "loopwm-replay"
+REPLAY_VERSION = 1
+FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, indent=2)
+
+    atomic_write(path, write)
+
+
+class ReplayWriter:
+    """Append transitions to a dataset folder, one chunk file per ``chunk_size`` of them.
+
+    Args:
+        root: dataset folder (created; must not already hold a dataset).
+        obs_dim, action_dim: sizes of the flat observation and action vectors.
+        meta: extra JSON-serialisable facts to store (env id, spaces, policy, seed).
+        chunk_size: transitions per chunk file, the writer's memory bound.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        obs_dim: int,
+        action_dim: int,
+        meta: dict[str, Any] | None = None,
+        chunk_size: int = 10_000,
+    ) -> None:
+        self.root = Path(root)
+        if (self.root / "meta.json").exists() or any(self.root.glob("chunk_*.npz")):
+            raise FileExistsError(f"{self.root} already holds a dataset; choose another folder")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.obs_dim, self.action_dim, self.chunk_size = obs_dim, action_dim, chunk_size
+        self.meta = {
+            "format": REPLAY_FORMAT,
+            "version": REPLAY_VERSION,
+            "obs_dim": obs_dim,
+            "action_dim": action_dim,
+            "chunk_size": chunk_size,
+            **(meta or {}),
+            "transitions": 0,
+            "episodes": 0,
+            "chunks": 0,
+        }
+        self._buffer: dict[str, list] = {k: [] for k in FIELDS}
+        self._episode = 0
+        self._written = 0
+        self._chunks = 0
+        _write_json(self.root / "meta.json", self.meta)
+
+    def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
+        """Store one transition; ``terminated or truncated`` closes the current episode."""
+        obs = np.asarray(obs, dtype=np.float32).reshape(-1)
+        next_obs = np.asarray(next_obs, dtype=np.float32).reshape(-1)
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        if obs.shape != (self.obs_dim,) or next_obs.shape != (self.obs_dim,):
+            raise ValueError(f"observations must have {self.obs_dim} entries, got {obs.shape}")
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"actions must have {self.action_dim} entries, got {action.shape}")
+        reward = float(reward)
+        finite = np.isfinite(obs).all() and np.isfinite(next_obs).all()
+        if not (finite and np.isfinite(action).all() and np.isfinite(reward)):
+            raise ValueError(
+                f"non-finite value in transition {self._written + self._pending()} "
+                f"(episode {self._episode}); refusing to store it"
+            )
+        b = self._buffer
+        b["obs"].append(obs)
+        b["action"].append(action)
+        b["reward"].append(reward)
+        b["next_obs"].append(next_obs)
+        b["terminated"].append(bool(terminated))
+        b["truncated"].append(bool(truncated))
+        b["episode"].append(self._episode)
+        if terminated or truncated:
+            self._episode += 1
+        if self._pending() >= self.chunk_size:
+            self.flush()
+
+    def _pending(self) -> int:
+        return len(self._buffer["reward"])
+
+    def flush(self) -> None:
+        """Write buffered transitions as one chunk file and update meta.json."""
+        if self._pending() == 0:
+            return
+        b = self._buffer
+        arrays = {
+            "obs": np.stack(b["obs"]),
+            "action": np.stack(b["action"]),
+            "reward": np.asarray(b["reward"], dtype=np.float32),
+            "next_obs": np.stack(b["next_obs"]),
+            "terminated": np.asarray(b["terminated"], dtype=bool),
+            "truncated": np.asarray(b["truncated"], dtype=bool),
+            "episode": np.asarray(b["episode"], dtype=np.int64),
+        }
+        path = self.root / f"chunk_{self._chunks:06d}.npz"
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        atomic_write(path, write)
+        self._chunks += 1
+        self._written += len(arrays["reward"])
+        self._buffer = {k: [] for k in FIELDS}
+        episodes = self._episode + (
+            1 if not (arrays["terminated"][-1] or arrays["truncated"][-1]) else 0
+        )
+        self.meta.update(transitions=self._written, chunks=self._chunks, episodes=episodes)
+        _write_json(self.root / "meta.json", self.meta)
+
+    def close(self) -> None:
+        """Mark an unfinished last episode as truncated and flush."""
+        if self._pending():
+            last = len(self._buffer["truncated"]) - 1
+            if not (self._buffer["terminated"][last] or self._buffer["truncated"][last]):
+                self._buffer["truncated"][last] = True
+                self._episode += 1
+        self.flush()
+
+    def __enter__(self) -> ReplayWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class Replay:
+    """Transitions of whole episodes in memory, as flat arrays sorted by episode.
+
+    ``episode_end[i]`` is the index of the last transition of transition ``i``'s episode.
+    """
+
+    obs: np.ndarray  # (N, obs_dim) float32
+    action: np.ndarray  # (N, action_dim) float32
+    reward: np.ndarray  # (N,) float32
+    next_obs: np.ndarray  # (N, obs_dim) float32
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool
+    episode: np.ndarray  # (N,) int64
+    meta: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        n = len(self.reward)
+        ends = np.flatnonzero(np.diff(self.episode) != 0)
+        last_of_episode = np.append(ends, n - 1) if n else np.zeros(0, dtype=np.int64)
+        starts = np.insert(ends + 1, 0, 0) if n else np.zeros(0, dtype=np.int64)
+        lengths = last_of_episode - starts + 1
+        self.episode_end = np.repeat(last_of_episode, lengths)  # (N,)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.obs.shape[1]
+
+    @property
+    def action_dim(self) -> int:
+        return self.action.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(np.unique(self.episode))
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> Replay:
+        """Read every chunk of a dataset folder written by :class:`ReplayWriter`."""
+        root = Path(root)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{root} holds no loopwm dataset (no meta.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: invalid JSON ({err})") from None
+        if meta.get("format") != REPLAY_FORMAT or meta.get("version") != REPLAY_VERSION:
+            raise ValueError(f"{meta_path}: not a loopwm replay of version {REPLAY_VERSION}")
+        chunks = sorted(root.glob("chunk_*.npz"))
+        if not chunks:
+            raise ValueError(f"{root}: dataset has no chunks (was the collection empty?)")
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
+        for path in chunks:
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    for k in FIELDS:
+                        parts[k].append(data[k])
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+                raise ValueError(f"{path}: corrupt dataset chunk ({err})") from None
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        if (
+            arrays["obs"].shape[1] != meta["obs_dim"]
+            or arrays["action"].shape[1] != meta["action_dim"]
+        ):
+            raise ValueError(f"{root}: chunk shapes disagree with meta.json")
+        if np.any(np.diff(arrays["episode"]) < 0):
+            raise ValueError(f"{root}: chunks are out of episode order")
+        return cls(**arrays, meta=meta)
+
+    def select_episodes(self, episodes: np.ndarray) -> Replay:
+        """The sub-replay holding exactly the given episode ids."""
+        keep = np.isin(self.episode, episodes)
+        return Replay(**{k: getattr(self, k)[keep] for k in FIELDS}, meta=dict(self.meta))
+
+    def split(self, holdout_fraction: float, seed: int) -> tuple[Replay, Replay]:
+        """Split by whole episodes into ``(train, heldout)``; at least one episode each."""
+        ids = np.unique(self.episode)
+        if len(ids) < 2:
+            raise ValueError("need at least 2 episodes to hold some out; collect more steps")
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(ids)
+        n_held = min(max(1, round(holdout_fraction * len(ids))), len(ids) - 1)
+        return self.select_episodes(perm[n_held:]), self.select_episodes(perm[:n_held])
+
+    def sample_sequences(self, batch_size: int, horizon: int, rng: np.random.Generator) -> dict:
+        """Random windows of ``horizon`` transitions, masked past the end of the episode."""
+        start = rng.integers(0, len(self), size=batch_size)
+        return self._windows(start, horizon)
+
+    def eval_windows(self, horizon: int, limit: int, seed: int = 0) -> dict:
+        """Windows of ``horizon`` transitions that lie entirely inside one episode (at most
+        ``limit`` of them, chosen with ``seed``)."""
+        starts = np.flatnonzero(np.arange(len(self)) + horizon - 1 <= self.episode_end)
+        if len(starts) == 0:
+            raise ValueError(
+                f"no held-out episode has {horizon} transitions; lower the evaluation "
+                f"horizon or collect longer episodes"
+            )
+        if len(starts) > limit:
+            starts = np.sort(np.random.default_rng(seed).choice(starts, limit, replace=False))
+        return self._windows(starts, horizon)
+
+    def _windows(self, start: np.ndarray, horizon: int) -> dict:
+        idx = start[:, None] + np.arange(horizon)[None, :]  # (B, H)
+        end = self.episode_end[start][:, None]  # (B, 1)
+        mask = idx <= end
+        idx = np.minimum(idx, end)
+        return {
+            "obs0": self.obs[start],  # (B, O)
+            "action": self.action[idx],  # (B, H, A)
+            "next_obs": self.next_obs[idx],  # (B, H, O)
+            "reward": self.reward[idx],  # (B, H)
+            "terminated": self.terminated[idx],  # (B, H)
+            "mask": mask,  # (B, H)
+        }

@@ -1,0 +1,49 @@
+"""Fitting on real InvertedPendulum-v5 data beats the copy-last-observation predictor."""
+
+import json
+
+import pytest
+import torch
+
+from loopwm import load
+from loopwm.config import FitConfig
+from loopwm.fit import evaluate, fit
+
+
+def test_loopwm_beats_copy_predictor_on_heldout_k_step_error(pendulum_data, tmp_path):
+    cfg = FitConfig(steps=300, batch_size=32, horizon=5, eval_horizon=5, eval_every=0)
+    model, result = fit(pendulum_data, model="loopwm", preset="tiny", config=cfg, out=tmp_path)
+    held = result["heldout"]
+    assert held["windows"] > 50
+    assert held["obs_mse_K"] < 0.7 * held["copy_mse_K"]
+    assert held["obs_mse_1"] < 0.5 * held["copy_mse_1"]
+    assert 1 <= held["iters_mean"] <= model.config.max_iters
+    assert result["contraction_bound"] < model.config.c_max
+    # the written checkpoint reproduces the reported figures
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["heldout"]["obs_mse_K"] == pytest.approx(held["obs_mse_K"])
+    loaded = load(tmp_path / "model.safetensors")
+    _, held_out = pendulum_data.split(cfg.holdout_fraction, cfg.seed)
+    again = evaluate(loaded, held_out, cfg.eval_horizon)
+    assert again["obs_mse_K"] == pytest.approx(held["obs_mse_K"], rel=1e-5)
+    assert loaded.checkpoint_extra["env_id"] == "InvertedPendulum-v5"
+
+
+def test_fit_rejects_unusable_inputs(pendulum_data, tmp_path):
+    with pytest.raises(ValueError, match="no held-out episode has 500"):
+        fit(pendulum_data, preset="tiny", config=FitConfig(steps=1, eval_horizon=500))
+    with pytest.raises(FileNotFoundError):
+        fit(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="unknown LoopWMConfig"):
+        fit(pendulum_data, preset="tiny", model_overrides={"nope": 1})
+
+
+def test_fixed_ablation_defaults_to_training_mean_iterations(pendulum_data):
+    cfg = FitConfig(steps=2, eval_horizon=3, eval_every=0)
+    model, result = fit(pendulum_data, model="loopwm-fixed", preset="tiny", config=cfg)
+    assert model.config.halting == "fixed"
+    assert model.config.max_iters == round(model.config.train_iters_mean)
+    assert result["heldout"]["iters_max"] == model.config.max_iters
+    torch.testing.assert_close(
+        torch.tensor(result["heldout"]["iters_mean"]), torch.tensor(float(model.config.max_iters))
+    )
