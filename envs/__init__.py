@@ -1,9 +1,34 @@
 """Environments for loopwm (installed as ``loopwm.envs``).
 
-:func:`check_box_env` is the boundary check every loopwm entry point applies to a real
-environment: flat ``Box`` observations and ``Box`` actions.
+- :class:`DreamEnv` / :class:`DreamVectorEnv`: a learned world model as a gymnasium
+  environment, registered as ``loopwm/Dream-v0`` (``gymnasium.make`` and ``make_vec``).
+- ``loopwm/BouncingBall-v0``: loopwm's contact task (:mod:`loopwm.envs.bouncing_ball`),
+  where ``info["contact"]`` marks the hard transitions.
+- :func:`check_box_env`: the boundary check applied to every real environment.
 """
 
+import gymnasium as gym
+from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
 from loopwm.envs.spaces import box_space_meta, check_box_env, make_env
 
-__all__ = ["box_space_meta", "check_box_env", "make_env"]
+if "loopwm/Dream-v0" not in gym.registry:
+    gym.register(
+        "loopwm/Dream-v0",
+        entry_point="loopwm.envs.dream:make_dream_env",
+        vector_entry_point="loopwm.envs.dream:make_dream_vector_env",
+    )
+if "loopwm/BouncingBall-v0" not in gym.registry:
+    gym.register(
+        "loopwm/BouncingBall-v0",
+        entry_point="loopwm.envs.bouncing_ball:BouncingBallEnv",
+        max_episode_steps=500,
+    )
+
+__all__ = [
+    "DreamEnv",
+    "DreamVectorEnv",
+    "box_space_meta",
+    "check_box_env",
+    "make_dream_env",
+    "make_env",
+]

@@ -10,8 +10,6 @@ from loopwm import LoopWM, LoopWMConfig  # noqa: E402
 from loopwm.collect import collect  # noqa: E402
 from loopwm.replay import Replay  # noqa: E402
 
-torch.set_num_threads(2)
-
 
 @pytest.fixture
 def tiny_config() -> LoopWMConfig:
@@ -52,3 +50,15 @@ def pendulum_data(pendulum_dir) -> Replay:
 
 def assert_finite(x) -> None:
     assert np.isfinite(np.asarray(x)).all()
+
+
+@pytest.fixture(scope="session")
+def pendulum_checkpoint(pendulum_data, tmp_path_factory):
+    """A tiny LoopWM fitted briefly on the pendulum data, saved with its env id."""
+    from loopwm.config import FitConfig
+    from loopwm.fit import fit
+
+    out = tmp_path_factory.mktemp("pendulum_fit")
+    cfg = FitConfig(steps=150, batch_size=32, horizon=4, eval_horizon=3, eval_every=0)
+    fit(pendulum_data, preset="tiny", config=cfg, out=out, progress=False)
+    return out / "model.safetensors"

@@ -1,0 +1,347 @@
+"""The learned world model as a gymnasium environment: single (DreamEnv) and batched
+(DreamVectorEnv).
+
+Observations and actions live in the *real* environment's spaces, so a policy trained in
+the dream runs unchanged on the real environment. Each step is one imagined transition:
+the observation is the decoded latent, the reward comes from the reward head, and the
+episode terminates when the continuation head's probability falls below
+``cont_threshold``. Time limits are gymnasium's (``TimeLimit`` for :class:`DreamEnv`, a
+per-env step counter in :class:`DreamVectorEnv`).
+
+Actions outside the action space are **clipped** to it (as MuJoCo's own ``ctrlrange``
+would); NaN, inf or wrongly shaped actions raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from loopwm.envs.spaces import check_box_env
+
+from loopwm.world_model import WorldModel
+
+ModelSource = WorldModel | str | os.PathLike
+StartStates = np.ndarray | str | os.PathLike | None
+
+
+class DreamCore:
+    """What both dream envs share: the model, the real env's spaces, start states, and a
+    batched imagined step.
+
+    Args:
+        model: a world model or a checkpoint path.
+        env_id: the real environment (default: the ``env_id`` stored in the checkpoint).
+        start_states: where episodes start: ``None`` for the real env's ``reset``, an array
+            of observations (N, obs_dim), or a dataset folder from ``loopwm collect``.
+        cont_threshold: terminate when the predicted continuation probability is below it.
+        tol, max_iters: loop halting settings for every step (model defaults if ``None``).
+        render_mode: ``"rgb_array"`` renders imagined states with the real env's MuJoCo
+            model (``None``: no rendering).
+    """
+
+    def __init__(
+        self,
+        model: ModelSource,
+        *,
+        env_id: str | None = None,
+        start_states: StartStates = None,
+        cont_threshold: float = 0.5,
+        tol: float | None = None,
+        max_iters: int | None = None,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (480, 480),
+        device: str | torch.device = "cpu",
+    ) -> None:
+        from loopwm.checkpoint import load
+
+        if isinstance(model, WorldModel):
+            self.model = model.to(device).eval()
+        elif isinstance(model, (str, os.PathLike)):
+            self.model = load(model, map_location=device)
+        else:
+            raise TypeError(
+                f"model must be a loopwm world model or a checkpoint path, got {model!r}"
+            )
+        extra = getattr(self.model, "checkpoint_extra", {}) or {}
+        self.env_id = env_id or extra.get("env_id")
+        if not self.env_id:
+            raise ValueError("env_id is required: the model does not record its environment")
+        if not 0.0 <= cont_threshold <= 1.0:
+            raise ValueError(f"cont_threshold must be in [0, 1], got {cont_threshold}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if render_mode is not None:
+            from loopwm.envs.render import check_renderable
+
+            check_renderable(self.env_id)
+        width, height = render_size
+        kwargs = (
+            {"render_mode": "rgb_array", "width": width, "height": height} if render_mode else {}
+        )
+        try:
+            self.real_env = gym.make(self.env_id, **kwargs)
+        except gym.error.Error as err:
+            raise ValueError(f"cannot make the real environment {self.env_id!r}: {err}") from None
+        obs_dim, action_dim = check_box_env(self.real_env)
+        cfg = self.model.config
+        if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
+            self.real_env.close()
+            raise ValueError(
+                f"the model predicts {cfg.obs_dim}-dim observations from {cfg.action_dim}-dim "
+                f"actions, but {self.env_id} has {obs_dim} and {action_dim}"
+            )
+        self.observation_space: spaces.Box = self.real_env.observation_space
+        self.action_space: spaces.Box = self.real_env.action_space
+        self.max_episode_steps = (
+            self.real_env.spec.max_episode_steps if self.real_env.spec else None
+        )
+        self.cont_threshold = cont_threshold
+        self.tol, self.max_iters = self.model._loop_overrides(tol, max_iters)
+        self.start_states = _load_start_states(start_states, obs_dim)
+        self.render_mode = render_mode
+        self.renderer = None
+        if render_mode is not None:
+            from loopwm.envs.render import StateRenderer
+
+            self.renderer = StateRenderer(self.real_env)
+        self._device = next(self.model.parameters()).device
+        self._dtype = next(self.model.parameters()).dtype
+
+    def sample_start_obs(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, obs_dim) start observations drawn with ``rng``."""
+        if self.start_states is not None:
+            return self.start_states[rng.integers(0, len(self.start_states), size=n)]
+        seeds = rng.integers(0, 2**31 - 1, size=n)
+        return np.stack([self.real_env.reset(seed=int(s))[0] for s in seeds])
+
+    def check_actions(self, actions: Any, batch: int) -> np.ndarray:
+        """Validate (batch, action_dim) actions, then clip them to the action space."""
+        arr = np.asarray(actions)
+        shape = (batch, *self.action_space.shape)
+        if arr.size != int(np.prod(shape)) or arr.shape not in (shape, self.action_space.shape):
+            raise ValueError(f"actions must have shape {shape}, got {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"actions must be numeric, got dtype {arr.dtype}")
+        arr = arr.reshape(shape).astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise ValueError("actions contain NaN or inf")
+        return np.clip(arr, self.action_space.low, self.action_space.high)
+
+    @torch.no_grad()
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        return self.model._encode(self._tensor(obs))
+
+    @torch.no_grad()
+    def step(self, latent: torch.Tensor, actions: np.ndarray) -> tuple:
+        """Imagine one step for a batch: returns ``(latent, obs, reward, terminated, iters,
+        residual)`` with numpy arrays for everything but the latent."""
+        out = self.model._step(
+            latent, self._tensor(actions), tol=self.tol, max_iters=self.max_iters
+        )
+        obs = self.decode(out.latent)
+        terminated = (out.cont < self.cont_threshold).cpu().numpy()
+        return (
+            out.latent,
+            obs,
+            out.reward.cpu().numpy().astype(np.float64),
+            terminated,
+            out.iters.cpu().numpy(),
+            out.residual.cpu().numpy().astype(np.float64),
+        )
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> np.ndarray:
+        obs = self.model._decode_normalized(latent) * self.model.obs_std + self.model.obs_mean
+        obs = obs.cpu().numpy().astype(self.observation_space.dtype)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), device=self._device, dtype=self._dtype)
+
+    def close(self) -> None:
+        self.real_env.close()
+
+
+def _load_start_states(start_states: StartStates, obs_dim: int) -> np.ndarray | None:
+    if start_states is None:
+        return None
+    if isinstance(start_states, (str, os.PathLike)):
+        from loopwm.replay import Replay
+
+        replay = Replay.load(Path(start_states))
+        # every stored state an episode can be in: first observations and all next ones
+        states = np.concatenate([replay.obs, replay.next_obs])
+    else:
+        states = np.asarray(start_states, dtype=np.float64)
+    if states.ndim != 2 or states.shape[1] != obs_dim or len(states) == 0:
+        raise ValueError(f"start_states must have shape (N>0, {obs_dim}), got {states.shape}")
+    if not np.isfinite(states).all():
+        raise ValueError("start_states contain NaN or inf")
+    return states
+
+
+class DreamEnv(gym.Env):
+    """A gymnasium environment whose transitions are the world model's imagination.
+
+    Usually made through the registry (the checkpoint records its real env's id)::
+
+        import gymnasium as gym, loopwm.envs
+        env = gym.make("loopwm/Dream-v0", checkpoint="runs/fit/loopwm/model.safetensors")
+
+    ``info`` of every step carries ``loop_iters`` (iterations the loop spent) and
+    ``residual`` (its last ``||x^K - x^{K-1}||``), and ``cont`` (continuation probability).
+    See :class:`DreamCore` for the arguments.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, model: ModelSource, **kwargs: Any) -> None:
+        super().__init__()
+        self.core = DreamCore(model, **kwargs)
+        self.observation_space = self.core.observation_space
+        self.action_space = self.core.action_space
+        self.render_mode = self.core.render_mode
+        fps = self.core.real_env.metadata.get("render_fps", 30)
+        self.metadata = {**self.metadata, "render_fps": fps}
+        self._latent: torch.Tensor | None = None
+        self._obs: np.ndarray | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs = self.core.sample_start_obs(1, self.np_random)
+        self._latent = self.core.encode(obs)
+        self._obs = obs[0].astype(self.observation_space.dtype)
+        if self.core.renderer is not None:
+            self.core.renderer.reset(self._obs)
+        return self._obs.copy(), {}
+
+    def step(self, action):
+        if self._latent is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        action = self.core.check_actions(action, 1)
+        latent, obs, reward, terminated, iters, residual = self.core.step(self._latent, action)
+        self._latent, self._obs = latent, obs[0]
+        if self.core.renderer is not None:
+            self.core.renderer.advance(self._obs)
+        info = {"loop_iters": int(iters[0]), "residual": float(residual[0])}
+        return self._obs.copy(), float(reward[0]), bool(terminated[0]), False, info
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called without render_mode='rgb_array'")
+            return None
+        if self._obs is None:
+            raise gym.error.ResetNeeded("call reset() before render()")
+        return self.core.renderer.render()
+
+    def close(self):
+        self.core.close()
+        super().close()
+
+
+def make_dream_env(
+    checkpoint: ModelSource, max_episode_steps: int | None = None, **kwargs: Any
+) -> gym.Env:
+    """Entry point of ``loopwm/Dream-v0``: a :class:`DreamEnv` inside gymnasium's
+    ``TimeLimit`` with the real environment's episode length (or ``max_episode_steps``)."""
+    env = DreamEnv(checkpoint, **kwargs)
+    limit = max_episode_steps or env.core.max_episode_steps
+    return gym.wrappers.TimeLimit(env, limit) if limit else env
+
+
+class DreamVectorEnv(VectorEnv):
+    """``num_envs`` imagined environments stepped in one batched forward pass.
+
+    Follows gymnasium 1.x next-step autoreset: the step after an episode ends returns that
+    env's reset observation with zero reward. Truncation comes from a per-env step counter
+    (``max_episode_steps``, default: the real env's). ``infos`` holds ``loop_iters`` and
+    ``residual`` arrays.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        model: ModelSource,
+        num_envs: int,
+        *,
+        max_episode_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if kwargs.get("render_mode") is not None:
+            raise ValueError("DreamVectorEnv does not render; use DreamEnv for videos")
+        self.core = DreamCore(model, **kwargs)
+        self.num_envs = num_envs
+        self.single_observation_space = self.core.observation_space
+        self.single_action_space = self.core.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.max_episode_steps = max_episode_steps or self.core.max_episode_steps
+        self.render_mode = None
+        self._latent: torch.Tensor | None = None
+        self._steps = np.zeros(num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if isinstance(seed, list):
+            seed = seed[0] if seed else None
+        if seed is not None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+        obs = self.core.sample_start_obs(self.num_envs, self.np_random)
+        self._latent = self.core.encode(obs)
+        self._steps[:] = 0
+        self._needs_reset[:] = False
+        return obs.astype(self.single_observation_space.dtype), {}
+
+    def step(self, actions):
+        if self._latent is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        actions = self.core.check_actions(actions, self.num_envs)
+        latent, obs, reward, terminated, iters, residual = self.core.step(self._latent, actions)
+        self._steps += 1
+        truncated = (
+            self._steps >= self.max_episode_steps
+            if self.max_episode_steps
+            else np.zeros(self.num_envs, dtype=bool)
+        )
+        resetting = self._needs_reset
+        if resetting.any():
+            # next-step autoreset: these envs ended last step; this step is their reset
+            start = self.core.sample_start_obs(int(resetting.sum()), self.np_random)
+            latent[torch.as_tensor(resetting)] = self.core.encode(start)
+            obs[resetting] = start
+            reward[resetting] = 0.0
+            terminated[resetting] = False
+            truncated[resetting] = False
+            iters[resetting] = 0
+            residual[resetting] = 0.0
+            self._steps[resetting] = 0
+        self._latent = latent
+        self._needs_reset = terminated | truncated
+        infos = {
+            "loop_iters": iters,
+            "_loop_iters": np.ones(self.num_envs, dtype=bool),
+            "residual": residual,
+            "_residual": np.ones(self.num_envs, dtype=bool),
+        }
+        return obs, reward, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.core.close()
+
+
+def make_dream_vector_env(
+    checkpoint: ModelSource, num_envs: int = 1, **kwargs: Any
+) -> DreamVectorEnv:
+    """Vector entry point of ``loopwm/Dream-v0`` (``gymnasium.make_vec``)."""
+    return DreamVectorEnv(checkpoint, num_envs, **kwargs)

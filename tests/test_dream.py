@@ -1,0 +1,203 @@
+"""The world model as a gymnasium environment (single and batched)."""
+
+import warnings
+
+import gymnasium as gym
+import loopwm.envs  # noqa: F401  (registers loopwm/Dream-v0)
+import numpy as np
+import pytest
+import torch
+from loopwm.envs import DreamEnv, DreamVectorEnv
+
+from loopwm import LoopWM, LoopWMConfig, load, save
+
+# Properties of the real InvertedPendulum-v5 spaces that the dream inherits on purpose.
+REAL_ENV_WARNINGS = ("symmetric and normalized", "infinity", "unbounded", "[-1, 1]")
+
+
+def relevant(records):
+    return [
+        str(r.message) for r in records if not any(k in str(r.message) for k in REAL_ENV_WARNINGS)
+    ]
+
+
+def test_gymnasium_env_checker_passes(pendulum_checkpoint):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("loopwm/Dream-v0", checkpoint=pendulum_checkpoint).unwrapped
+    assert isinstance(env, DreamEnv)
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        check_env(env)  # also re-makes it with render_mode="rgb_array" from its spec
+    assert relevant(records) == []
+
+
+def test_sb3_env_checker_passes(pendulum_checkpoint):
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        check_env(DreamEnv(pendulum_checkpoint), warn=True)
+    assert relevant(records) == []
+
+
+def test_spaces_are_the_real_envs_and_info_has_loop_stats(pendulum_checkpoint):
+    env = gym.make("loopwm/Dream-v0", checkpoint=pendulum_checkpoint)
+    real = gym.make("InvertedPendulum-v5")
+    assert env.observation_space == real.observation_space
+    assert env.action_space == real.action_space
+    assert env.spec.id == "loopwm/Dream-v0"
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs) and isinstance(reward, float)
+    assert info["loop_iters"] >= 1 and info["residual"] >= 0
+
+
+def test_seeding_is_deterministic(pendulum_checkpoint):
+    def rollout(seed):
+        env = DreamEnv(pendulum_checkpoint)
+        obs, _ = env.reset(seed=seed)
+        trace = [obs]
+        for t in range(20):
+            obs, reward, *_ = env.step(np.array([np.sin(t)]))
+            trace += [obs, [reward]]
+        return np.concatenate([np.ravel(x) for x in trace])
+
+    np.testing.assert_array_equal(rollout(3), rollout(3))
+    assert not np.array_equal(rollout(3), rollout(4))
+
+
+def test_termination_from_continuation_head_and_time_limit(pendulum_checkpoint):
+    always = DreamEnv(pendulum_checkpoint, cont_threshold=1.0)
+    always.reset(seed=0)
+    assert always.step(np.zeros(1))[2] is True
+    never = gym.make(
+        "loopwm/Dream-v0", checkpoint=pendulum_checkpoint, cont_threshold=0.0, max_episode_steps=3
+    )
+    never.reset(seed=0)
+    flags = [never.step(np.zeros(1))[2:4] for _ in range(3)]
+    assert flags == [(False, False), (False, False), (False, True)]
+    default_limit = gym.make("loopwm/Dream-v0", checkpoint=pendulum_checkpoint)
+    assert default_limit.spec.max_episode_steps == 1000  # the real env's time limit
+
+
+def test_actions_are_clipped_and_bad_actions_rejected(pendulum_checkpoint):
+    def first_step(action):
+        env = DreamEnv(pendulum_checkpoint)
+        env.reset(seed=0)
+        return env.step(action)[0]
+
+    np.testing.assert_array_equal(first_step(np.array([100.0])), first_step(np.array([3.0])))
+    env = DreamEnv(pendulum_checkpoint)
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(np.zeros(1))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([np.nan]))
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(2))
+
+
+def test_checkpoint_that_does_not_match_the_env_is_refused(pendulum_checkpoint):
+    with pytest.raises(ValueError, match="HalfCheetah-v5 has 17 and 6"):
+        DreamEnv(pendulum_checkpoint, env_id="HalfCheetah-v5")
+    model = LoopWM(LoopWMConfig.preset("tiny", obs_dim=4, action_dim=1))
+    with pytest.raises(ValueError, match="env_id is required"):
+        DreamEnv(model)
+    with pytest.raises(ValueError, match="start_states"):
+        DreamEnv(pendulum_checkpoint, start_states=np.zeros((5, 3)))
+
+
+def test_start_states_from_stored_data(pendulum_checkpoint, pendulum_dir, pendulum_data):
+    env = DreamEnv(pendulum_checkpoint, start_states=pendulum_dir)
+    stored = np.concatenate([pendulum_data.obs, pendulum_data.next_obs]).astype(np.float64)
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        assert np.isclose(stored, obs).all(axis=1).any()
+
+
+def test_vector_env_matches_single_env(pendulum_checkpoint):
+    starts = np.array([[0.01, -0.02, 0.03, 0.0]])
+    single = DreamEnv(pendulum_checkpoint, start_states=starts, cont_threshold=0.0)
+    vec = DreamVectorEnv(pendulum_checkpoint, 5, start_states=starts, cont_threshold=0.0)
+    obs1, _ = single.reset(seed=0)
+    obsv, _ = vec.reset(seed=0)
+    np.testing.assert_allclose(obsv, np.repeat(obs1[None], 5, 0))
+    for t in range(10):
+        action = np.array([np.cos(t)])
+        o1, r1, *_ = single.step(action)
+        ov, rv, term, trunc, infos = vec.step(np.repeat(action[None], 5, 0))
+        np.testing.assert_allclose(ov, np.repeat(o1[None], 5, 0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(rv, r1, rtol=1e-5, atol=1e-6)
+        assert infos["loop_iters"].shape == (5,) and (infos["loop_iters"] >= 1).all()
+
+
+def test_vector_env_next_step_autoreset(pendulum_checkpoint):
+    vec = gym.make_vec(
+        "loopwm/Dream-v0",
+        num_envs=4,
+        checkpoint=pendulum_checkpoint,
+        cont_threshold=0.0,
+        max_episode_steps=2,
+    )
+    assert isinstance(vec.unwrapped, DreamVectorEnv)
+    assert vec.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    vec.reset(seed=0)
+    a = np.zeros((4, 1))
+    assert not vec.step(a)[3].any()
+    obs, reward, term, trunc, infos = vec.step(a)
+    assert trunc.all() and not term.all()
+    obs, reward, term, trunc, infos = vec.step(a)  # the reset step
+    assert (reward == 0).all() and not term.any() and not trunc.any()
+    assert (infos["loop_iters"] == 0).all()
+    assert not vec.step(a)[3].any()  # the counter restarted
+
+    ends = DreamVectorEnv(pendulum_checkpoint, 3, cont_threshold=1.0)
+    ends.reset(seed=1)
+    assert ends.step(np.zeros((3, 1)))[2].all()
+    with pytest.raises(ValueError, match="shape"):
+        ends.step(np.zeros((2, 1)))
+
+
+def test_vector_env_seeding(pendulum_checkpoint):
+    a = DreamVectorEnv(pendulum_checkpoint, 3)
+    b = DreamVectorEnv(pendulum_checkpoint, 3)
+    np.testing.assert_array_equal(a.reset(seed=5)[0], b.reset(seed=5)[0])
+    actions = np.linspace(-1, 1, 3)[:, None]
+    np.testing.assert_array_equal(a.step(actions)[0], b.step(actions)[0])
+
+
+def test_sb3_ppo_trains_in_the_dream_and_runs_on_the_real_env(pendulum_checkpoint):
+    from stable_baselines3 import PPO
+
+    env = gym.make("loopwm/Dream-v0", checkpoint=pendulum_checkpoint)
+    agent = PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=2, seed=0)
+    before = [p.detach().clone() for p in agent.policy.parameters()]
+    agent.learn(128)
+    assert agent.num_timesteps == 128
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, agent.policy.parameters(), strict=True)
+    )
+    real = gym.make("InvertedPendulum-v5")
+    obs, _ = real.reset(seed=0)
+    action, _ = agent.predict(obs, deterministic=True)
+    assert real.action_space.contains(action.astype(np.float32))
+    real.step(action)
+
+
+def test_render_imagined_state(pendulum_checkpoint, tmp_path):
+    env = DreamEnv(pendulum_checkpoint, render_mode="rgb_array", render_size=(64, 64))
+    env.reset(seed=0)
+    first = env.render()
+    assert first.shape == (64, 64, 3) and first.dtype == np.uint8
+    for _ in range(5):
+        env.step(np.array([3.0]))
+    assert not np.array_equal(first, env.render())
+
+    model = LoopWM(LoopWMConfig.preset("tiny", obs_dim=3, action_dim=1))
+    save(model, tmp_path / "pendulum.safetensors", extra={"env_id": "Pendulum-v1"})
+    plain = DreamEnv(load(tmp_path / "pendulum.safetensors"))  # no rendering: fine
+    plain.reset(seed=0)
+    with pytest.raises(ValueError, match="cannot render imagined states of Pendulum"):
+        DreamEnv(tmp_path / "pendulum.safetensors", render_mode="rgb_array")
