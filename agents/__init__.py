@@ -1,8 +1,9 @@
 """Agents for loopwm (installed as ``loopwm.agents``).
 
-So far: stable-baselines3 policies as action sources for data collection.
+stable-baselines3 adapters: load a saved SB3 policy as an action source, and train an SB3
+agent entirely inside a learned world model (:func:`train_in_dream`).
 """
 
-from loopwm.agents.sb3 import SB3_ALGOS, load_sb3_policy
+from loopwm.agents.sb3 import SB3_ALGOS, load_sb3_policy, make_sb3_agent, train_in_dream
 
-__all__ = ["SB3_ALGOS", "load_sb3_policy"]
+__all__ = ["SB3_ALGOS", "load_sb3_policy", "make_sb3_agent", "train_in_dream"]

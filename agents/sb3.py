@@ -50,3 +50,91 @@ def load_sb3_policy(
         return np.asarray(action)
 
     return policy
+
+
+def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, **kwargs):
+    """A stable-baselines3 agent with its default hyperparameters and an MLP policy."""
+    import stable_baselines3 as sb3
+
+    algo = algo.lower()
+    if algo not in SB3_ALGOS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}; choose from {SB3_ALGOS}")
+    return getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
+
+
+class ProgressCallback:
+    """An SB3 callback showing a tqdm bar of environment steps (SB3's own bar needs rich)."""
+
+    def __new__(cls, total: int, desc: str, progress: bool | None = None):
+        from stable_baselines3.common.callbacks import BaseCallback
+        from tqdm.auto import tqdm
+
+        class _Progress(BaseCallback):
+            def _on_training_start(self) -> None:
+                disable = None if progress is None else not progress
+                self.bar = tqdm(total=total, desc=desc, unit="step", disable=disable)
+
+            def _on_step(self) -> bool:
+                self.bar.update(self.training_env.num_envs)
+                return True
+
+            def _on_training_end(self) -> None:
+                self.bar.close()
+
+        return _Progress()
+
+
+def train_in_dream(
+    checkpoint: str | os.PathLike,
+    algo: str,
+    steps: int,
+    *,
+    env_id: str | None = None,
+    start_states: str | os.PathLike | None = None,
+    eval_episodes: int = 10,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """Train an SB3 agent entirely inside the world model, then evaluate it in the dream
+    and on the real environment.
+
+    Returns:
+        ``{"dream_return": (mean, std), "real_return": (mean, std), ...}``; with ``out``,
+        the agent is saved to ``out/agent.zip`` and the figures to ``out/dream.json``.
+    """
+    import json
+
+    from loopwm.envs.dream import make_dream_env
+    from loopwm.envs.spaces import make_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    dream = Monitor(make_dream_env(checkpoint, env_id=env_id, start_states=start_states))
+    env_id = dream.unwrapped.core.env_id
+    agent = make_sb3_agent(algo, dream, seed=seed)
+    agent.learn(steps, callback=ProgressCallback(steps, f"{algo} in dream", progress))
+    dream.reset(seed=seed + 10_000)
+    dream_mean, dream_std = evaluate_policy(agent, dream, n_eval_episodes=eval_episodes)
+    real = Monitor(make_env(env_id))
+    real.reset(seed=seed + 20_000)
+    real_mean, real_std = evaluate_policy(agent, real, n_eval_episodes=eval_episodes)
+    result = {
+        "env_id": env_id,
+        "algo": algo,
+        "dream_steps": steps,
+        "seed": seed,
+        "eval_episodes": eval_episodes,
+        "dream_return": [float(dream_mean), float(dream_std)],
+        "real_return": [float(real_mean), float(real_std)],
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        agent.save(out / "agent.zip")
+        (out / "dream.json").write_text(json.dumps(result, indent=2))
+    dream.close()
+    real.close()
+    return result

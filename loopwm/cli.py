@@ -101,6 +101,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dream(args: argparse.Namespace) -> int:
+    from loopwm.agents import train_in_dream
+
+    out = args.out or f"runs/dream/{args.algo}"
+    result = train_in_dream(
+        args.checkpoint,
+        args.algo,
+        args.steps,
+        env_id=args.env,
+        start_states=args.start_states,
+        eval_episodes=args.eval_episodes,
+        seed=args.seed,
+        out=out,
+        progress=_progress(args),
+    )
+    dream, real = result["dream_return"], result["real_return"]
+    print(f"{args.algo} trained for {args.steps} imagined steps in a model of {result['env_id']}")
+    print(f"  return in the dream:    {dream[0]:10.2f} +- {dream[1]:.2f}")
+    print(f"  return on the real env: {real[0]:10.2f} +- {real[1]:.2f}")
+    print(f"wrote {out}/agent.zip and {out}/dream.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loopwm", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -141,6 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/fit/MODEL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("dream", help="train an SB3 agent inside a world model, test it for real")
+    p.add_argument("--checkpoint", required=True, help="world model from `loopwm fit`")
+    p.add_argument("--algo", default="sac", choices=["ppo", "sac", "td3", "a2c", "ddpg"])
+    p.add_argument("--steps", type=int, default=10_000, help="imagined env steps")
+    p.add_argument("--env", help="real env id (default: the checkpoint's)")
+    p.add_argument("--start-states", help="dataset folder to start imagined episodes from")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default runs/dream/ALGO)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dream)
     return parser
 
 

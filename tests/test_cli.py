@@ -17,7 +17,7 @@ def test_help_lists_verbs():
     out = subprocess.run(
         [sys.executable, "-m", "loopwm", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for verb in ("collect", "fit"):
+    for verb in ("collect", "fit", "dream"):
         assert verb in out
 
 
@@ -132,3 +132,34 @@ def test_collect_with_sb3_policy(tmp_path):
     assert replay.meta["policy"].startswith("sb3-ppo:")
     expected, _ = agent.predict(replay.obs[:5], deterministic=True)
     np.testing.assert_allclose(replay.action[:5], np.clip(expected, -3, 3), atol=1e-6)
+
+
+def test_dream_trains_sb3_in_the_model_and_evaluates_on_the_real_env(
+    pendulum_checkpoint, tmp_path, capsys
+):
+    out = tmp_path / "dream"
+    assert (
+        main(
+            [
+                "dream",
+                "--checkpoint",
+                str(pendulum_checkpoint),
+                "--algo",
+                "ppo",
+                "--steps",
+                "128",
+                "--eval-episodes",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "return on the real env" in printed
+    result = json.loads((out / "dream.json").read_text())
+    assert result["env_id"] == "InvertedPendulum-v5" and result["dream_steps"] == 128
+    assert result["real_return"][0] >= 1  # InvertedPendulum pays 1 per step survived
+    assert (out / "agent.zip").is_file()
