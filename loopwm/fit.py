@@ -81,6 +81,41 @@ def obs_statistics(replay: Replay) -> tuple[np.ndarray, np.ndarray]:
     return obs.mean(axis=0), np.where(std < 1e-6, 1.0, std)
 
 
+class WorldModelTrainer:
+    """A world model with its optimizer, trained on sequences sampled from a replay.
+
+    Args:
+        model: the world model (its observation normaliser must already be set).
+        config: batch size, horizon, learning rate, loss weights, seed of the batch sampler.
+    """
+
+    def __init__(self, model: WorldModel, config: FitConfig) -> None:
+        self.model = model
+        self.config = config
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.rng = np.random.default_rng(config.seed)
+        self.steps = 0
+
+    def train_step(self, replay: Replay) -> dict[str, float]:
+        """One gradient step on a batch of open-loop windows; returns its metrics."""
+        cfg = self.config
+        self.model.train()
+        window = replay.sample_sequences(cfg.batch_size, cfg.horizon, self.rng)
+        batch = batch_to_tensors(window, _device(self.model))
+        loss, metrics = world_model_loss(self.model, batch, cfg)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"world-model loss became {float(loss)} at step {self.steps}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.steps += 1
+        metrics["wm/grad_norm"] = float(grad_norm)
+        return metrics
+
+
 def fit(
     data: str | os.PathLike | Replay,
     *,
@@ -114,31 +149,19 @@ def fit(
         preset, obs_dim=replay.obs_dim, action_dim=replay.action_dim, **overrides
     )
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    wm = build_model(model, model_cfg).to(device)
+    trainer = WorldModelTrainer(build_model(model, model_cfg).to(device), cfg)
+    wm = trainer.model
     wm.set_obs_normalizer(*obs_statistics(train))
-    optimizer = torch.optim.AdamW(wm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
-    bar = tqdm(
-        range(1, cfg.steps + 1),
-        desc=f"fit {model}",
-        disable=None if progress is None else not progress,
-    )
-    wm.train()
+    disable = None if progress is None else not progress
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"fit {model}", disable=disable)
     for step in bar:
-        batch = batch_to_tensors(train.sample_sequences(cfg.batch_size, cfg.horizon, rng), device)
-        loss, metrics = world_model_loss(wm, batch, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(wm.parameters(), cfg.grad_clip)
-        optimizer.step()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"fit {model}: loss became {float(loss)} at step {step}")
+        metrics = trainer.train_step(train)
         bar.set_postfix(loss=f"{metrics['wm/loss']:.4f}", iters=f"{metrics['loop/iters_mean']:.1f}")
         if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
-            record = {"step": step, **metrics, "wm/grad_norm": float(grad_norm)}
+            record = {"step": step, **metrics}
             held = evaluate(wm, heldout, cfg.eval_horizon)
             record.update({f"eval/{k}": v for k, v in held.items() if not isinstance(v, list)})
             history.append(record)
