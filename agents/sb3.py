@@ -105,10 +105,11 @@ def train_in_dream(
     """
     import json
 
-    from loopwm.envs.dream import make_dream_env
-    from loopwm.envs.spaces import make_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
+
+    from loopwm.envs.dream import make_dream_env
+    from loopwm.envs.spaces import make_env
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")

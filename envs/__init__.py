@@ -8,6 +8,7 @@
 """
 
 import gymnasium as gym
+
 from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
 from loopwm.envs.spaces import box_space_meta, check_box_env, make_env
 

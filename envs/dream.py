@@ -24,8 +24,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from loopwm.envs.spaces import check_box_env
 
+from loopwm.envs.spaces import check_box_env
 from loopwm.world_model import WorldModel
 
 ModelSource = WorldModel | str | os.PathLike

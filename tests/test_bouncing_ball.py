@@ -1,9 +1,10 @@
 """loopwm's contact task: registered, deterministic, and honest about its contacts."""
 
 import gymnasium as gym
-import loopwm.envs  # noqa: F401  (registers loopwm/BouncingBall-v0)
 import numpy as np
 from gymnasium.utils.env_checker import check_env
+
+import loopwm.envs  # noqa: F401  (registers loopwm/BouncingBall-v0)
 
 
 def test_env_checker_and_registration():

@@ -99,8 +99,9 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 
 def test_collect_with_sb3_policy(tmp_path):
-    from loopwm.envs import make_env
     from stable_baselines3 import PPO
+
+    from loopwm.envs import make_env
 
     env = make_env("InvertedPendulum-v5")
     agent = PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0)

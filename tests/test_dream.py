@@ -3,13 +3,13 @@
 import warnings
 
 import gymnasium as gym
-import loopwm.envs  # noqa: F401  (registers loopwm/Dream-v0)
 import numpy as np
 import pytest
 import torch
-from loopwm.envs import DreamEnv, DreamVectorEnv
 
+import loopwm.envs  # noqa: F401  (registers loopwm/Dream-v0)
 from loopwm import LoopWM, LoopWMConfig, load, save
+from loopwm.envs import DreamEnv, DreamVectorEnv
 
 # Properties of the real InvertedPendulum-v5 spaces that the dream inherits on purpose.
 REAL_ENV_WARNINGS = ("symmetric and normalized", "infinity", "unbounded", "[-1, 1]")

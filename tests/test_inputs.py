@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+
 from loopwm.envs import check_box_env, make_env
 
 

@@ -1,0 +1,210 @@
+"""Dyna / MBPO-style training of a stable-baselines3 off-policy agent with a LoopWM.
+
+The agent acts in the real environment as usual. :class:`DynaCallback` copies every real
+transition into its own store, (re)fits a world model on it every ``refit_every`` real
+steps, and then rolls the agent's current policy out in the model from real start states
+(short horizons, as MBPO does), adding the imagined transitions to the agent's replay
+buffer. The agent's own update schedule (``train_freq``, ``gradient_steps``) is unchanged;
+raise ``gradient_steps`` to spend the extra data.
+
+>>> from stable_baselines3 import SAC                                  # doctest: +SKIP
+>>> agent = SAC("MlpPolicy", "InvertedPendulum-v5", gradient_steps=2)  # doctest: +SKIP
+>>> agent.learn(10_000, callback=DynaCallback("InvertedPendulum-v5"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from loopwm.config import FitConfig, LoopWMConfig
+from loopwm.fit import WorldModelTrainer, obs_statistics
+from loopwm.models import build_model
+from loopwm.replay import Replay
+
+
+@dataclass(frozen=True)
+class DynaConfig:
+    """Schedule of model fitting and imagination inside :class:`DynaCallback`."""
+
+    preset: str = "small"
+    """World-model size preset."""
+    warmup_steps: int = 1000
+    """Real steps stored before the first fit."""
+    refit_every: int = 250
+    """Real steps between two refits (each followed by a round of imagination)."""
+    first_fit_steps: int = 1000
+    """Gradient steps of the first fit."""
+    fit_steps: int = 150
+    """Gradient steps of every later refit (the model keeps training, it is not rebuilt)."""
+    rollouts: int = 400
+    """Imagined rollouts per round, each from a uniformly drawn stored real state."""
+    horizon: int = 5
+    """Length of each imagined rollout (stops early where the model predicts termination)."""
+    cont_threshold: float = 0.5
+    """Imagined episodes end where the continuation probability falls below this."""
+    fit: FitConfig = field(default_factory=lambda: FitConfig(batch_size=64, horizon=5))
+    """Batch size, horizon and learning rate of the model fits."""
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_steps", "refit_every", "first_fit_steps", "rollouts", "horizon"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class DynaCallback(BaseCallback):
+    """Refit a world model on real data and feed imagined transitions to the agent.
+
+    Args:
+        config: the fitting and imagination schedule.
+        model: ``loopwm`` or a baseline name (see ``loopwm.MODEL_NAMES``).
+        seed: seeds the model's parameters and the choice of start states.
+    """
+
+    def __init__(
+        self, config: DynaConfig | None = None, *, model: str = "loopwm", seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.config = config or DynaConfig()
+        self.model_name = model
+        self.seed = seed
+        self.trainer: WorldModelTrainer | None = None
+        self.imagined = 0  # transitions added to the agent's buffer
+        self._columns: dict[str, list] = {
+            k: []
+            for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode")
+        }
+        self._episode = np.zeros(0, dtype=np.int64)
+        self._next_episode = 0
+        self._last_refit = 0
+        self._rng = np.random.default_rng(seed)
+        self.history: list[dict[str, float]] = []
+
+    def _init_callback(self) -> None:
+        from gymnasium import spaces
+
+        if not hasattr(self.model, "replay_buffer"):
+            raise TypeError("DynaCallback needs an off-policy SB3 agent (SAC, TD3, DDPG)")
+        if self.training_env.num_envs != 1:
+            raise TypeError("DynaCallback supports agents with a single environment (n_envs=1)")
+        for space in (self.model.observation_space, self.model.action_space):
+            if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+                raise TypeError(f"DynaCallback needs flat Box spaces, got {space}")
+        self._episode = np.zeros(1, dtype=np.int64)
+        self._next_episode = 1
+
+    @property
+    def real_transitions(self) -> int:
+        return len(self._columns["reward"])
+
+    def _on_step(self) -> bool:
+        new_obs, dones, infos = self.locals["new_obs"], self.locals["dones"], self.locals["infos"]
+        actions, rewards = self.locals["actions"], self.locals["rewards"]
+        last_obs = (
+            self.model._last_original_obs if self.model._vec_normalize_env else self.model._last_obs
+        )
+        for i, done in enumerate(dones):
+            truncated = bool(done and infos[i].get("TimeLimit.truncated", False))
+            next_obs = infos[i]["terminal_observation"] if done else new_obs[i]
+            c = self._columns
+            c["obs"].append(np.asarray(last_obs[i], dtype=np.float32))
+            c["action"].append(np.asarray(actions[i], dtype=np.float32))
+            c["reward"].append(float(rewards[i]))
+            c["next_obs"].append(np.asarray(next_obs, dtype=np.float32))
+            c["terminated"].append(bool(done) and not truncated)
+            c["truncated"].append(truncated)
+            c["episode"].append(int(self._episode[i]))
+            if done:
+                self._episode[i] = self._next_episode
+                self._next_episode += 1
+        cfg = self.config
+        steps = self.num_timesteps
+        if steps >= cfg.warmup_steps and steps - self._last_refit >= cfg.refit_every:
+            self._last_refit = steps
+            self._refit()
+            self._imagine()
+        return True
+
+    def replay(self) -> Replay:
+        """The real transitions stored so far, ordered by episode."""
+        c = self._columns
+        episode = np.asarray(c["episode"], dtype=np.int64)
+        order = np.argsort(episode, kind="stable")
+        arrays = {
+            "obs": np.stack(c["obs"]),
+            "action": np.stack(c["action"]),
+            "reward": np.asarray(c["reward"], dtype=np.float32),
+            "next_obs": np.stack(c["next_obs"]),
+            "terminated": np.asarray(c["terminated"], dtype=bool),
+            "truncated": np.asarray(c["truncated"], dtype=bool),
+            "episode": episode,
+        }
+        return Replay(**{k: v[order] for k, v in arrays.items()}, meta={})
+
+    def _refit(self) -> None:
+        replay = self.replay()
+        if self.trainer is None:
+            torch.manual_seed(self.seed)
+            config = LoopWMConfig.preset(
+                self.config.preset, obs_dim=replay.obs_dim, action_dim=replay.action_dim
+            )
+            world_model = build_model(self.model_name, config)
+            world_model.set_obs_normalizer(*obs_statistics(replay))
+            self.trainer = WorldModelTrainer(world_model, self.config.fit)
+            steps = self.config.first_fit_steps
+        else:
+            steps = self.config.fit_steps
+        metrics = {}
+        for _ in range(steps):
+            metrics = self.trainer.train_step(replay)
+        self.history.append({"real_steps": self.num_timesteps, **metrics})
+        for key in ("wm/loss", "wm/obs_loss", "loop/iters_mean"):
+            self.logger.record(f"dyna/{key.split('/')[-1]}", metrics[key])
+
+    @torch.no_grad()
+    def _imagine(self) -> None:
+        cfg = self.config
+        world_model = self.trainer.model.eval()
+        agent = self.model
+        store = self._columns["next_obs"]
+        starts = self._rng.integers(0, len(store), size=cfg.rollouts)
+        obs = np.stack([store[i] for i in starts]).astype(np.float32)  # (R, O)
+        latent = world_model._encode(torch.as_tensor(obs))
+        alive = np.ones(cfg.rollouts, dtype=bool)
+        iters = []
+        for _ in range(cfg.horizon):
+            action, _ = agent.predict(obs, deterministic=False)  # env-scale actions
+            out = world_model._step(
+                latent,
+                torch.as_tensor(action, dtype=torch.float32),
+                tol=world_model.config.tol,
+                max_iters=world_model.config.max_iters,
+            )
+            next_obs = (
+                world_model._decode_normalized(out.latent) * world_model.obs_std
+                + world_model.obs_mean
+            ).numpy()
+            reward = out.reward.numpy()
+            done = (out.cont < cfg.cont_threshold).numpy()
+            buffer_action = agent.policy.scale_action(action)
+            for i in np.flatnonzero(alive):
+                agent.replay_buffer.add(
+                    obs[i : i + 1],
+                    next_obs[i : i + 1],
+                    buffer_action[i : i + 1],
+                    reward[i : i + 1],
+                    done[i : i + 1],
+                    [{}],
+                )
+                self.imagined += 1
+            iters.append(out.iters.float().mean().item())
+            alive &= ~done
+            if not alive.any():
+                break
+            latent, obs = out.latent, next_obs.astype(np.float32)
+        self.logger.record("dyna/imagined", self.imagined)
+        self.logger.record("dyna/loop_iters", float(np.mean(iters)))
