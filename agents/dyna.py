@@ -23,7 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from loopwm.config import FitConfig, LoopWMConfig
 from loopwm.fit import WorldModelTrainer, obs_statistics
 from loopwm.models import build_model
-from loopwm.replay import Replay
+from loopwm.replay import Replay, TransitionColumns
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,7 @@ class DynaCallback(BaseCallback):
         self.seed = seed
         self.trainer: WorldModelTrainer | None = None
         self.imagined = 0  # transitions added to the agent's buffer
-        self._columns: dict[str, list] = {
-            k: []
-            for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode")
-        }
+        self._store = TransitionColumns()
         self._episode = np.zeros(0, dtype=np.int64)
         self._next_episode = 0
         self._last_refit = 0
@@ -99,7 +96,7 @@ class DynaCallback(BaseCallback):
 
     @property
     def real_transitions(self) -> int:
-        return len(self._columns["reward"])
+        return len(self._store)
 
     def _on_step(self) -> bool:
         new_obs, dones, infos = self.locals["new_obs"], self.locals["dones"], self.locals["infos"]
@@ -110,14 +107,15 @@ class DynaCallback(BaseCallback):
         for i, done in enumerate(dones):
             truncated = bool(done and infos[i].get("TimeLimit.truncated", False))
             next_obs = infos[i]["terminal_observation"] if done else new_obs[i]
-            c = self._columns
-            c["obs"].append(np.asarray(last_obs[i], dtype=np.float32))
-            c["action"].append(np.asarray(actions[i], dtype=np.float32))
-            c["reward"].append(float(rewards[i]))
-            c["next_obs"].append(np.asarray(next_obs, dtype=np.float32))
-            c["terminated"].append(bool(done) and not truncated)
-            c["truncated"].append(truncated)
-            c["episode"].append(int(self._episode[i]))
+            self._store.append(
+                last_obs[i],
+                actions[i],
+                rewards[i],
+                next_obs,
+                bool(done) and not truncated,
+                truncated,
+                self._episode[i],
+            )
             if done:
                 self._episode[i] = self._next_episode
                 self._next_episode += 1
@@ -131,18 +129,8 @@ class DynaCallback(BaseCallback):
 
     def replay(self) -> Replay:
         """The real transitions stored so far, ordered by episode."""
-        c = self._columns
-        episode = np.asarray(c["episode"], dtype=np.int64)
-        order = np.argsort(episode, kind="stable")
-        arrays = {
-            "obs": np.stack(c["obs"]),
-            "action": np.stack(c["action"]),
-            "reward": np.asarray(c["reward"], dtype=np.float32),
-            "next_obs": np.stack(c["next_obs"]),
-            "terminated": np.asarray(c["terminated"], dtype=bool),
-            "truncated": np.asarray(c["truncated"], dtype=bool),
-            "episode": episode,
-        }
+        arrays = self._store.arrays()
+        order = np.argsort(arrays["episode"], kind="stable")
         return Replay(**{k: v[order] for k, v in arrays.items()}, meta={})
 
     def _refit(self) -> None:
@@ -170,7 +158,7 @@ class DynaCallback(BaseCallback):
         cfg = self.config
         world_model = self.trainer.model.eval()
         agent = self.model
-        store = self._columns["next_obs"]
+        store = self._store.data["next_obs"]
         starts = self._rng.integers(0, len(store), size=cfg.rollouts)
         obs = np.stack([store[i] for i in starts]).astype(np.float32)  # (R, O)
         latent = world_model._encode(torch.as_tensor(obs))

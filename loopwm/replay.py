@@ -38,6 +38,39 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, write)
 
 
+class TransitionColumns:
+    """Transitions accumulated in memory column by column (``data[field]`` is a list)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, list] = {k: [] for k in FIELDS}
+
+    def __len__(self) -> int:
+        return len(self.data["reward"])
+
+    def append(self, obs, action, reward, next_obs, terminated, truncated, episode) -> None:
+        d = self.data
+        d["obs"].append(np.asarray(obs, dtype=np.float32).reshape(-1))
+        d["action"].append(np.asarray(action, dtype=np.float32).reshape(-1))
+        d["reward"].append(float(reward))
+        d["next_obs"].append(np.asarray(next_obs, dtype=np.float32).reshape(-1))
+        d["terminated"].append(bool(terminated))
+        d["truncated"].append(bool(truncated))
+        d["episode"].append(int(episode))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The columns as arrays with the dtypes of a stored chunk."""
+        d = self.data
+        return {
+            "obs": np.stack(d["obs"]),
+            "action": np.stack(d["action"]),
+            "reward": np.asarray(d["reward"], dtype=np.float32),
+            "next_obs": np.stack(d["next_obs"]),
+            "terminated": np.asarray(d["terminated"], dtype=bool),
+            "truncated": np.asarray(d["truncated"], dtype=bool),
+            "episode": np.asarray(d["episode"], dtype=np.int64),
+        }
+
+
 class ReplayWriter:
     """Append transitions to a dataset folder, one chunk file per ``chunk_size`` of them.
 
@@ -75,7 +108,7 @@ class ReplayWriter:
             "episodes": 0,
             "chunks": 0,
         }
-        self._buffer: dict[str, list] = {k: [] for k in FIELDS}
+        self._buffer = TransitionColumns()
         self._episode = 0
         self._written = 0
         self._chunks = 0
@@ -94,39 +127,20 @@ class ReplayWriter:
         finite = np.isfinite(obs).all() and np.isfinite(next_obs).all()
         if not (finite and np.isfinite(action).all() and np.isfinite(reward)):
             raise ValueError(
-                f"non-finite value in transition {self._written + self._pending()} "
+                f"non-finite value in transition {self._written + len(self._buffer)} "
                 f"(episode {self._episode}); refusing to store it"
             )
-        b = self._buffer
-        b["obs"].append(obs)
-        b["action"].append(action)
-        b["reward"].append(reward)
-        b["next_obs"].append(next_obs)
-        b["terminated"].append(bool(terminated))
-        b["truncated"].append(bool(truncated))
-        b["episode"].append(self._episode)
+        self._buffer.append(obs, action, reward, next_obs, terminated, truncated, self._episode)
         if terminated or truncated:
             self._episode += 1
-        if self._pending() >= self.chunk_size:
+        if len(self._buffer) >= self.chunk_size:
             self.flush()
-
-    def _pending(self) -> int:
-        return len(self._buffer["reward"])
 
     def flush(self) -> None:
         """Write buffered transitions as one chunk file and update meta.json."""
-        if self._pending() == 0:
+        if len(self._buffer) == 0:
             return
-        b = self._buffer
-        arrays = {
-            "obs": np.stack(b["obs"]),
-            "action": np.stack(b["action"]),
-            "reward": np.asarray(b["reward"], dtype=np.float32),
-            "next_obs": np.stack(b["next_obs"]),
-            "terminated": np.asarray(b["terminated"], dtype=bool),
-            "truncated": np.asarray(b["truncated"], dtype=bool),
-            "episode": np.asarray(b["episode"], dtype=np.int64),
-        }
+        arrays = self._buffer.arrays()
         path = self.root / f"chunk_{self._chunks:06d}.npz"
 
         def write(tmp: str) -> None:
@@ -136,7 +150,7 @@ class ReplayWriter:
         atomic_write(path, write)
         self._chunks += 1
         self._written += len(arrays["reward"])
-        self._buffer = {k: [] for k in FIELDS}
+        self._buffer = TransitionColumns()
         episodes = self._episode + (
             1 if not (arrays["terminated"][-1] or arrays["truncated"][-1]) else 0
         )
@@ -145,11 +159,10 @@ class ReplayWriter:
 
     def close(self) -> None:
         """Mark an unfinished last episode as truncated and flush."""
-        if self._pending():
-            last = len(self._buffer["truncated"]) - 1
-            if not (self._buffer["terminated"][last] or self._buffer["truncated"][last]):
-                self._buffer["truncated"][last] = True
-                self._episode += 1
+        columns = self._buffer.data
+        if len(self._buffer) and not (columns["terminated"][-1] or columns["truncated"][-1]):
+            columns["truncated"][-1] = True
+            self._episode += 1
         self.flush()
 
     def __enter__(self) -> ReplayWriter:
