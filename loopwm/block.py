@@ -136,10 +136,11 @@ class LoopBlock(nn.Module):
         """One iteration ``A*x + B u + R(x, u)`` on (B, D) latents and (B, D + H) projections."""
         dim = x.shape[-1]
         bu, zu = projected[:, :dim], projected[:, dim:]
-        z = self.act(x @ w.x_weight.T + zu)  # (B, H)
+        # addmm/addcmul fuse the adds into the matmuls: this is the hot loop of imagination.
+        z = self.act(torch.addmm(zu, x, w.x_weight.T))  # (B, H)
         for weight, bias in w.hidden:
-            z = self.act(z @ weight.T + bias)  # (B, H)
-        return w.decay * x + bu + z @ w.out_weight.T  # (B, D)
+            z = self.act(torch.addmm(bias, z, weight.T))  # (B, H)
+        return torch.addmm(torch.addcmul(bu, w.decay, x), z, w.out_weight.T)  # (B, D)
 
     def certificate(self) -> tuple[float, float]:
         """``(c, M)`` in float64 from exact SVDs: the contraction factor, and ``M`` with
