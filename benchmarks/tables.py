@@ -1,0 +1,81 @@
+"""Print the README's result tables (markdown) from benchmarks/results/*.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def pm(stat: dict, digits: int = 3) -> str:
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def fit_table() -> str:
+    report = json.loads((RESULTS / "fit_baselines.json").read_text())
+    k = report["fit"]["eval_horizon"]
+    rows = [
+        f"| model | parameters | 1-step MSE | {k}-step MSE | loop iterations | fit seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    any_model = next(iter(report["summary"].values()))
+    for name, s in report["summary"].items():
+        rows.append(
+            f"| {name} | {s['parameters']:,} | {pm(s['obs_mse_1'], 4)} | {pm(s['obs_mse_K'])} | "
+            f"{s['iters_mean']['mean']:.2f} | {s['train_seconds']['mean']:.0f} |"
+        )
+    rows.append(
+        f"| copy last observation | 0 | {pm(any_model['copy_mse_1'], 4)} | "
+        f"{pm(any_model['copy_mse_K'])} | | |"
+    )
+    return "\n".join(rows)
+
+
+def throughput_table() -> str:
+    report = json.loads((RESULTS / "dream_throughput.json").read_text())
+    real = report["real_steps_per_second"]
+    rows = [
+        "| world model | parameters | envs (N) | imagined steps/s | × real env | loop iterations |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["dream"]:
+        rows.append(
+            f"| {r['preset']} | {r['parameters']:,} | {r['num_envs']} | "
+            f"{r['steps_per_second']:,.0f} | {r['ratio_to_real_single_env']:.1f} | "
+            f"{r['loop_iters_mean']:.1f} |"
+        )
+    rows.append(f"| real {report['env_id']} | | 1 | {real['single_env']:,.0f} | 1.0 | |")
+    return "\n".join(rows)
+
+
+def dyna_table() -> str:
+    rows = [
+        "| agent | return at 5k real steps | return at 10k real steps | wall seconds |",
+        "|---|---|---|---|",
+    ]
+    for name in ("dyna_sac.json", "dyna_sac_rollouts50.json"):
+        path = RESULTS / name
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        rollouts = report["dyna_config"]["rollouts"]
+        for variant, s in report["summary"].items():
+            label = f"{variant} ({rollouts} rollouts/refit)" if "dyna" in variant else variant
+            rows.append(
+                f"| {label} | {pm(s['5000'], 1)} | {pm(s['10000'], 1)} | "
+                f"{s['wall_seconds_mean']:.0f} |"
+            )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    for title, table in (
+        ("fit", fit_table),
+        ("throughput", throughput_table),
+        ("dyna", dyna_table),
+    ):
+        try:
+            print(f"<!-- {title} -->\n{table()}\n")
+        except FileNotFoundError as err:
+            print(f"<!-- {title}: missing {err.filename} -->\n")
