@@ -11,11 +11,14 @@ Same real-env step budget, same seeds, evaluated on the real InvertedPendulum-v5
 
     python benchmarks/dyna_sac.py            # 3 seeds, writes results/dyna_sac.json
     python benchmarks/dyna_sac.py --quick    # smoke run, writes nothing
+    python benchmarks/dyna_sac.py --variants sac-dyna --rollouts 50 \
+        --out benchmarks/results/dyna_sac_rollouts50.json   # fewer imagined transitions
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -92,6 +95,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=["sac", "sac-utd2", "sac-dyna"])
+    parser.add_argument("--rollouts", type=int, help="DynaConfig.rollouts (default 400)")
+    parser.add_argument("--out", default=str(RESULTS), help="results JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -106,7 +112,9 @@ def main() -> int:
         )
     else:
         budget, at, episodes, dyna = 10_000, [5_000, 10_000], 10, DynaConfig()
-    variants = ("sac", "sac-utd2", "sac-dyna")
+    if args.rollouts is not None:
+        dyna = dataclasses.replace(dyna, rollouts=args.rollouts)
+    variants = args.variants
     runs: dict[str, list] = {v: [] for v in variants}
     for seed in args.seeds:
         for variant in variants:
@@ -124,7 +132,7 @@ def main() -> int:
             }
         summary[variant]["wall_seconds_mean"] = float(np.mean([r["wall_seconds"] for r in rows]))
     report = {
-        "command": "python benchmarks/dyna_sac.py" + (" --quick" if args.quick else ""),
+        "command": "python " + " ".join(sys.argv),
         "env_id": ENV_ID,
         "real_step_budget": budget,
         "eval_episodes": episodes,
@@ -142,8 +150,8 @@ def main() -> int:
     }
     print(json.dumps(summary, indent=1))
     if not args.quick:
-        RESULTS.write_text(json.dumps(report, indent=2))
-        print(f"wrote {RESULTS}")
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
     return 0
 
 
