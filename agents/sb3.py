@@ -8,6 +8,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from tqdm.auto import tqdm
 
 SB3_ALGOS = ("ppo", "sac", "td3", "a2c", "ddpg")
 
@@ -62,26 +64,29 @@ def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, **kwargs):
     return getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
 
 
-class ProgressCallback:
-    """An SB3 callback showing a tqdm bar of environment steps (SB3's own bar needs rich)."""
+class ProgressCallback(BaseCallback):
+    """A tqdm bar of environment steps (SB3's own bar needs the rich package).
 
-    def __new__(cls, total: int, desc: str, progress: bool | None = None):
-        from stable_baselines3.common.callbacks import BaseCallback
-        from tqdm.auto import tqdm
+    Args:
+        total: steps the bar counts to.
+        desc: its label.
+        progress: ``None`` shows it only on a terminal.
+    """
 
-        class _Progress(BaseCallback):
-            def _on_training_start(self) -> None:
-                disable = None if progress is None else not progress
-                self.bar = tqdm(total=total, desc=desc, unit="step", disable=disable)
+    def __init__(self, total: int, desc: str, progress: bool | None = None) -> None:
+        super().__init__()
+        self.total, self.desc, self.progress = total, desc, progress
 
-            def _on_step(self) -> bool:
-                self.bar.update(self.training_env.num_envs)
-                return True
+    def _on_training_start(self) -> None:
+        disable = None if self.progress is None else not self.progress
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="step", disable=disable)
 
-            def _on_training_end(self) -> None:
-                self.bar.close()
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
 
-        return _Progress()
+    def _on_training_end(self) -> None:
+        self.bar.close()
 
 
 def train_in_dream(

@@ -67,7 +67,8 @@ class LoopWM(WorldModel):
             return None
         return certified_stop(weights.contraction, tol)
 
-    def _aux_loss(self, pairs: list[tuple[torch.Tensor, torch.Tensor]], projected) -> None:
+    def _aux_loss(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
+        """Extra training loss on the tracked ``(x^{k-1}, x^k)`` pairs (none for LoopWM)."""
         return None
 
     def _transition(
@@ -111,7 +112,7 @@ class LoopWM(WorldModel):
             latent=x,
             iters=(done + tracked).long(),
             residual=torch.linalg.vector_norm((x - prev).detach(), dim=-1),
-            aux_loss=self._aux_loss(pairs, projected) if self.training else None,
+            aux_loss=self._aux_loss(pairs) if self.training else None,
         )
 
 
@@ -144,7 +145,7 @@ class GatedLoopWM(LoopWM):
 
         return stop
 
-    def _aux_loss(self, pairs, projected) -> torch.Tensor:
+    def _aux_loss(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         losses = []
         for old, new in pairs:
             old, new = old.detach(), new.detach()

@@ -2,7 +2,6 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -46,10 +45,6 @@ def pendulum_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pendulum_data(pendulum_dir) -> Replay:
     return Replay.load(pendulum_dir)
-
-
-def assert_finite(x) -> None:
-    assert np.isfinite(np.asarray(x)).all()
 
 
 @pytest.fixture(scope="session")
