@@ -1,6 +1,7 @@
 """Smoke runs of every CLI verb, checking that real work happened."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -13,6 +14,10 @@ from loopwm.cli import main
 from loopwm.replay import Replay
 
 
+def cli(command: str) -> int:
+    return main(shlex.split(command))
+
+
 def test_help_lists_verbs():
     out = subprocess.run(
         [sys.executable, "-m", "loopwm", "--help"], capture_output=True, text=True, check=True
@@ -23,44 +28,11 @@ def test_help_lists_verbs():
 
 def test_collect_then_fit(tmp_path, capsys):
     data = tmp_path / "data"
-    assert (
-        main(
-            [
-                "collect",
-                "--env",
-                "InvertedPendulum-v5",
-                "--steps",
-                "600",
-                "--out",
-                str(data),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert cli(f"collect --env InvertedPendulum-v5 --steps 600 --out {data} --quiet") == 0
     assert len(Replay.load(data)) == 600
     out = tmp_path / "fit"
-    assert (
-        main(
-            [
-                "fit",
-                "--data",
-                str(data),
-                "--preset",
-                "tiny",
-                "--steps",
-                "30",
-                "--eval-horizon",
-                "3",
-                "--out",
-                str(out),
-                "--quiet",
-                "--set",
-                "c_max=0.8",
-            ]
-        )
-        == 0
-    )
+    command = f"fit --data {data} --preset tiny --steps 30 --eval-horizon 3 --out {out} --quiet"
+    assert cli(command + " --set c_max=0.8") == 0
     printed = capsys.readouterr().out
     assert "copy last obs" in printed and "contraction bound" in printed
     metrics = json.loads((out / "metrics.json").read_text())
@@ -76,21 +48,7 @@ def test_collect_then_fit(tmp_path, capsys):
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "collect",
-                "--env",
-                "CartPole-v1",
-                "--steps",
-                "5",
-                "--out",
-                str(tmp_path / "x"),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert cli(f"collect --env CartPole-v1 --steps 5 --out {tmp_path / 'x'} --quiet") == 2
     assert "Box action" in capsys.readouterr().err
     assert main(["fit", "--data", str(tmp_path / "none"), "--quiet"]) == 2
     assert "no loopwm dataset" in capsys.readouterr().err
@@ -109,26 +67,8 @@ def test_collect_with_sb3_policy(tmp_path):
     agent.save(tmp_path / "ppo.zip")
     env.close()
     data = tmp_path / "data"
-    assert (
-        main(
-            [
-                "collect",
-                "--env",
-                "InvertedPendulum-v5",
-                "--steps",
-                "50",
-                "--out",
-                str(data),
-                "--policy",
-                str(tmp_path / "ppo.zip"),
-                "--algo",
-                "ppo",
-                "--deterministic",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    policy = f"--policy {tmp_path / 'ppo.zip'} --algo ppo --deterministic"
+    assert cli(f"collect --env InvertedPendulum-v5 --steps 50 --out {data} {policy} --quiet") == 0
     replay = Replay.load(data)
     assert replay.meta["policy"].startswith("sb3-ppo:")
     expected, _ = agent.predict(replay.obs[:5], deterministic=True)
@@ -139,25 +79,8 @@ def test_dream_trains_sb3_in_the_model_and_evaluates_on_the_real_env(
     pendulum_checkpoint, tmp_path, capsys
 ):
     out = tmp_path / "dream"
-    assert (
-        main(
-            [
-                "dream",
-                "--checkpoint",
-                str(pendulum_checkpoint),
-                "--algo",
-                "ppo",
-                "--steps",
-                "128",
-                "--eval-episodes",
-                "2",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    command = f"dream --checkpoint {pendulum_checkpoint} --algo ppo --steps 128 --eval-episodes 2"
+    assert cli(f"{command} --out {out} --quiet") == 0
     printed = capsys.readouterr().out
     assert "return on the real env" in printed
     result = json.loads((out / "dream.json").read_text())
