@@ -37,7 +37,7 @@ class DreamCore:
     batched imagined step.
 
     Args:
-        model: a world model or a checkpoint path.
+        model: a world model (moved to ``device`` and put in eval mode) or a checkpoint path.
         env_id: the real environment (default: the ``env_id`` stored in the checkpoint).
         start_states: where episodes start: ``None`` for the real env's ``reset``, an array
             of observations (N, obs_dim), or a dataset folder from ``loopwm collect``.
