@@ -1,0 +1,216 @@
+"""Videos of real vs imagined rollouts, with the loop's iteration counts.
+
+Each frame has three panels of the same size: the real MuJoCo render, the render of the
+model's *imagined* state (open loop from a real start state, re-synchronised with the real
+observation every ``resync_every`` steps, marked on screen), and a strip chart of the loop
+iterations and the prediction error per step with the current step highlighted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from loopwm.world_model import WorldModel
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+GL_HELP = (
+    "MuJoCo could not render. loopwm sets MUJOCO_GL=egl by default (headless); try "
+    "MUJOCO_GL=osmesa (apt-get install libosmesa6) or MUJOCO_GL=glfw with a display."
+)
+
+
+@dataclass
+class RolloutTrace:
+    """Per-step record of a real vs imagined rollout of ``T`` steps."""
+
+    real_obs: np.ndarray  # (T + 1, obs_dim)
+    imagined_obs: np.ndarray  # (T + 1, obs_dim), equal to real_obs at re-sync steps
+    iters: np.ndarray  # (T,) loop iterations of each imagined step
+    error: np.ndarray  # (T,) ||imagined - real|| in standardised units after each step
+    resync: np.ndarray  # (T + 1,) bool: the imagined state was reset to the real one here
+
+
+def _round16(n: int) -> int:
+    return max(16, int(round(n / 16)) * 16)
+
+
+@torch.no_grad()
+def record_rollout(
+    model: WorldModel,
+    env_id: str,
+    *,
+    steps: int = 200,
+    resync_every: int = 50,
+    policy: Policy | None = None,
+    size: int = 240,
+    seed: int = 0,
+) -> tuple[list[np.ndarray], RolloutTrace]:
+    """Run the real env and the model side by side; return composed frames and the trace.
+
+    Args:
+        model: a world model of ``env_id``.
+        env_id: the real environment (its observations must map back to MuJoCo states).
+        steps: environment steps to record (the episode restarts if it ends).
+        resync_every: re-encode the real observation every this many steps.
+        policy: ``obs -> action`` (uniform random actions if ``None``).
+        size: side of each square panel in pixels (rounded to a multiple of 16).
+        seed: seeds the real env and the random policy.
+    """
+    from loopwm.envs.render import StateRenderer, check_renderable
+
+    if steps < 1 or resync_every < 1:
+        raise ValueError("steps and resync_every must be >= 1")
+    check_renderable(env_id)
+    size = _round16(size)
+    model = model.eval()
+    kwargs = {"render_mode": "rgb_array", "width": size, "height": size}
+    real_env, imagined_env = gym.make(env_id, **kwargs), gym.make(env_id, **kwargs)
+    try:
+        real_renderer = StateRenderer(real_env)  # only renders the real state, shadow-free
+        imagined = StateRenderer(imagined_env)
+        real_env.action_space.seed(seed)
+        obs, _ = real_env.reset(seed=seed)
+        device = next(model.parameters()).device
+
+        def encode(o: np.ndarray) -> torch.Tensor:
+            return model._encode(torch.as_tensor(o[None], dtype=torch.float32, device=device))
+
+        latent = encode(obs)
+        imagined.reset(obs)
+        real_obs, imagined_obs, resync = [obs], [obs], [True]
+        iters, errors, real_frames, imagined_frames = [], [], [], []
+        try:
+            real_frames.append(real_renderer.render())
+            imagined_frames.append(imagined.render())
+        except Exception as err:  # GL failures surface as many exception types
+            raise RuntimeError(f"{GL_HELP} ({type(err).__name__}: {err})") from err
+        for t in range(1, steps + 1):
+            action = real_env.action_space.sample() if policy is None else policy(obs)
+            action = np.clip(action, real_env.action_space.low, real_env.action_space.high)
+            next_obs, _, terminated, truncated, _ = real_env.step(action)
+            out = model._step(
+                latent,
+                torch.as_tensor(action[None], dtype=torch.float32, device=device),
+                tol=model.config.tol,
+                max_iters=model.config.max_iters,
+            )
+            predicted = model._decode_normalized(out.latent) * model.obs_std + model.obs_mean
+            predicted = predicted[0].cpu().numpy().astype(np.float64)
+            std = model.obs_std.cpu().numpy()
+            errors.append(float(np.linalg.norm((predicted - next_obs) / std)))
+            iters.append(int(out.iters[0]))
+            imagined.advance(predicted)
+            real_frames.append(real_renderer.render())
+            ended = terminated or truncated
+            if ended:
+                next_obs, _ = real_env.reset()
+            if ended or t % resync_every == 0:
+                latent = encode(next_obs)
+                imagined.reset(next_obs)
+                predicted, synced = next_obs, True
+            else:
+                latent, synced = out.latent, False
+            imagined_frames.append(imagined.render())
+            real_obs.append(next_obs)
+            imagined_obs.append(predicted)
+            resync.append(synced)
+            obs = next_obs
+    finally:
+        real_env.close()
+        imagined_env.close()
+    trace = RolloutTrace(
+        real_obs=np.asarray(real_obs),
+        imagined_obs=np.asarray(imagined_obs),
+        iters=np.asarray(iters),
+        error=np.asarray(errors),
+        resync=np.asarray(resync),
+    )
+    chart = _Chart(trace, size)
+    frames = [
+        np.concatenate(
+            [
+                _label(real_frames[t], "real"),
+                _label(imagined_frames[t], "imagined", "RE-SYNC" if trace.resync[t] else None),
+                chart.frame(t),
+            ],
+            axis=1,
+        )
+        for t in range(len(real_frames))
+    ]
+    return frames, trace
+
+
+def _label(frame: np.ndarray, text: str, flag: str | None = None) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    draw = ImageDraw.Draw(image)
+    draw.text((6, 4), text, fill=(255, 255, 255))
+    if flag:
+        w, h = image.size
+        draw.rectangle([0, 0, w - 1, h - 1], outline=(255, 200, 0), width=3)
+        draw.text((6, 16), flag, fill=(255, 200, 0))
+    return np.asarray(image)
+
+
+class _Chart:
+    """The strip chart, drawn once with matplotlib; each frame only moves a cursor."""
+
+    def __init__(self, trace: RolloutTrace, size: int) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        steps = np.arange(1, len(trace.iters) + 1)
+        fig, (ax_it, ax_err) = plt.subplots(
+            2, 1, figsize=(size / 80, size / 80), dpi=80, sharex=True
+        )
+        ax_it.bar(steps, trace.iters, width=1.0, color="tab:orange")
+        ax_it.set_ylabel("loop iters", fontsize=7)
+        ax_err.plot(steps, trace.error, color="tab:blue", lw=1)
+        ax_err.set_ylabel("pred. error", fontsize=7)
+        ax_err.set_xlabel("step", fontsize=7)
+        for ax in (ax_it, ax_err):
+            ax.tick_params(labelsize=6)
+            for s in np.flatnonzero(trace.resync[1:]) + 1:
+                ax.axvline(s, color="0.7", lw=0.5)
+        ax_it.set_xlim(0.5, len(steps) + 0.5)
+        fig.tight_layout(pad=0.3)
+        fig.canvas.draw()
+        self.image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        # pixel column of each step (display coordinates have their origin at the bottom)
+        xs = ax_it.transData.transform(np.stack([steps, np.zeros_like(steps)], 1))[:, 0]
+        self.columns = np.clip(np.round(xs).astype(int), 0, self.image.shape[1] - 1)
+        plt.close(fig)
+        if self.image.shape[:2] != (size, size):
+            raise RuntimeError(f"chart rendered at {self.image.shape[:2]}, expected {size}")
+
+    def frame(self, t: int) -> np.ndarray:
+        image = self.image.copy()
+        if t >= 1:
+            col = self.columns[t - 1]
+            image[:, max(col - 1, 0) : col + 1] = (220, 30, 30)
+        return image
+
+
+def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 30) -> Path:
+    """Write frames as mp4 (libx264) or, for a ``.gif`` path, a looping GIF."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.stack(frames)
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, array, duration=1000 / fps, loop=0)
+    else:
+        iio.imwrite(path, array, fps=fps, codec="libx264")
+    return path
