@@ -84,6 +84,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         out=out,
         progress=_progress(args),
         device=args.device,
+        logdir=None if args.no_tensorboard else f"{out}/tensorboard",
     )
     held = result["heldout"]
     k = held["horizon"]
@@ -99,6 +100,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if "contraction_bound" in result:
         print(f"contraction bound c = {result['contraction_bound']:.4f}")
     print(f"wrote {out}/model.safetensors and {out}/metrics.json")
+    if not args.no_tensorboard:
+        print(f"TensorBoard logs: tensorboard --logdir {out}/tensorboard")
     return 0
 
 
@@ -202,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="output folder (default runs/fit/MODEL)")
+    p.add_argument("--no-tensorboard", action="store_true", help="no logs in OUT/tensorboard")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fit)
 

@@ -15,12 +15,14 @@ from tqdm.auto import tqdm
 
 from loopwm.checkpoint import atomic_write, save
 from loopwm.config import FitConfig, LoopWMConfig
+from loopwm.logging import TensorBoardLogger
 from loopwm.losses import batch_to_tensors, world_model_loss
 from loopwm.models import build_model
 from loopwm.replay import Replay
 from loopwm.world_model import WorldModel
 
 EVAL_WINDOWS = 2048  # held-out windows scored per evaluation (fixed subset, fixed seed)
+LOG_EVERY = 50  # training steps between TensorBoard scalar writes
 
 
 @torch.no_grad()
@@ -34,7 +36,8 @@ def evaluate(model: WorldModel, replay: Replay, horizon: int, *, limit: int = EV
 
     Returns:
         ``obs_mse_1``, ``obs_mse_K``, ``copy_mse_1``, ``copy_mse_K``, ``reward_mse_1``,
-        per-step curves ``obs_mse_by_step`` / ``copy_mse_by_step``, loop statistics.
+        per-step curves ``obs_mse_by_step`` / ``copy_mse_by_step``, loop statistics, and
+        ``iters_per_step`` (an array of every imagined step's iteration count).
     """
     was_training = model.training
     model.eval()
@@ -65,6 +68,7 @@ def evaluate(model: WorldModel, replay: Replay, horizon: int, *, limit: int = EV
             "iters_mean": float(iters.mean()),
             "iters_max": int(iters.max()),
             "latent_norm_max": float(rollout.latent.norm(dim=-1).max()),
+            "iters_per_step": rollout.iters.flatten().cpu().numpy(),
         }
     finally:
         model.train(was_training)
@@ -72,6 +76,30 @@ def evaluate(model: WorldModel, replay: Replay, horizon: int, *, limit: int = EV
 
 def _device(model: WorldModel) -> torch.device:
     return next(model.parameters()).device
+
+
+def _scalars(prefix: str, held: dict, keep_lists: bool = False) -> dict:
+    """JSON-friendly part of an evaluation: numbers (and lists if ``keep_lists``)."""
+    kinds = (int, float, list) if keep_lists else (int, float)
+    return {f"{prefix}{k}": v for k, v in held.items() if isinstance(v, kinds)}
+
+
+def _log_evaluation(logger, model, held, heldout, record, step) -> None:
+    logger.scalars({k: v for k, v in record.items() if k.startswith(("eval/", "loop/"))}, step)
+    logger.histogram("loop/iters", held["iters_per_step"], step)
+    if model.looped:
+        logger.scalars({"loop/contraction_bound": model.contraction_bound()}, step)
+    env_id = heldout.meta.get("env_id")
+    try:
+        from loopwm.envs.render import check_renderable
+
+        check_renderable(env_id)
+    except ValueError:
+        return  # not every env can draw imagined states; scalars still go out
+    from loopwm.video import record_rollout
+
+    frames, _ = record_rollout(model, env_id, steps=40, resync_every=20, size=96, seed=step)
+    logger.video("eval/open_loop_video", np.stack(frames), step)
 
 
 def obs_statistics(replay: Replay) -> tuple[np.ndarray, np.ndarray]:
@@ -126,12 +154,15 @@ def fit(
     out: str | os.PathLike | None = None,
     progress: bool | None = None,
     device: str = "cpu",
+    logdir: str | os.PathLike | None = None,
 ) -> tuple[WorldModel, dict[str, Any]]:
     """Train world model ``model`` on a dataset folder (or :class:`Replay`).
 
     Episodes are split into train and held-out sets; the returned metrics hold the
     held-out 1-step and K-step open-loop errors next to the copy-last-observation
-    predictor's. With ``out``, writes ``out/model.safetensors`` and ``out/metrics.json``.
+    predictor's. With ``out``, writes ``out/model.safetensors`` and ``out/metrics.json``;
+    with ``logdir``, TensorBoard scalars (``wm/*``, ``loop/*``, ``eval/*``), histograms of
+    the held-out loop iterations, and an open-loop prediction video where the env renders.
 
     Returns:
         ``(model, metrics)``.
@@ -157,15 +188,21 @@ def fit(
     started = time.perf_counter()
     disable = None if progress is None else not progress
     bar = tqdm(range(1, cfg.steps + 1), desc=f"fit {model}", disable=disable)
+    logger = TensorBoardLogger(logdir) if logdir is not None else None
     for step in bar:
         metrics = trainer.train_step(train)
         bar.set_postfix(loss=f"{metrics['wm/loss']:.4f}", iters=f"{metrics['loop/iters_mean']:.1f}")
+        if logger is not None and (step % LOG_EVERY == 0 or step == 1):
+            logger.scalars(metrics, step)
         if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
-            record = {"step": step, **metrics}
             held = evaluate(wm, heldout, cfg.eval_horizon)
-            record.update({f"eval/{k}": v for k, v in held.items() if not isinstance(v, list)})
+            record = {"step": step, **metrics, **_scalars("eval/", held)}
             history.append(record)
+            if logger is not None:
+                _log_evaluation(logger, wm, held, heldout, record, step)
     train_seconds = time.perf_counter() - started
+    if logger is not None:
+        logger.close()
 
     wm.eval()
     result: dict[str, Any] = {
@@ -177,7 +214,7 @@ def fit(
         "train_episodes": train.num_episodes,
         "heldout_episodes": heldout.num_episodes,
         "train_seconds": round(train_seconds, 2),
-        "heldout": evaluate(wm, heldout, cfg.eval_horizon),
+        "heldout": _scalars("", evaluate(wm, heldout, cfg.eval_horizon), keep_lists=True),
         "history": history,
         "config": wm.config.to_dict(),
         "fit_config": {k: v for k, v in vars(cfg).items()},

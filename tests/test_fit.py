@@ -47,3 +47,28 @@ def test_fixed_ablation_defaults_to_training_mean_iterations(pendulum_data):
     torch.testing.assert_close(
         torch.tensor(result["heldout"]["iters_mean"]), torch.tensor(float(model.config.max_iters))
     )
+
+
+def test_tensorboard_event_file_holds_scalars_histograms_and_video(pendulum_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = FitConfig(steps=60, batch_size=16, horizon=3, eval_horizon=3, eval_every=30)
+    fit(pendulum_data, preset="tiny", config=cfg, logdir=tmp_path / "tb", progress=False)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for key in (
+        "wm/loss",
+        "wm/obs_loss",
+        "loop/iters_mean",
+        "eval/obs_mse_K",
+        "loop/contraction_bound",
+    ):
+        assert key in tags["scalars"], key
+    assert [e.step for e in events.Scalars("eval/obs_mse_K")] == [30, 60]
+    assert "loop/iters" in tags["histograms"]
+    assert events.Histograms("loop/iters")[-1].histogram_value.num > 0
+    video = events.Images("eval/open_loop_video")
+    assert len(video) == 2
+    assert video[-1].encoded_image_string[:4] == b"GIF8"  # an animated GIF, not empty
+    assert video[-1].width == 3 * 96
