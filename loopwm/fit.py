@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 
 from loopwm.checkpoint import atomic_write, save
 from loopwm.config import FitConfig, LoopWMConfig
-from loopwm.logging import TensorBoardLogger
 from loopwm.losses import batch_to_tensors, world_model_loss
 from loopwm.models import build_model
 from loopwm.replay import Replay
+from loopwm.summaries import TensorBoardLogger
 from loopwm.world_model import WorldModel
 
 EVAL_WINDOWS = 2048  # held-out windows scored per evaluation (fixed subset, fixed seed)
