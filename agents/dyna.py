@@ -158,7 +158,7 @@ class DynaCallback(BaseCallback):
         cfg = self.config
         world_model = self.trainer.model.eval()
         agent = self.model
-        store = self._store.data["next_obs"]
+        store = self._store.data["obs"]  # real states acted from (never terminal ones)
         starts = self._rng.integers(0, len(store), size=cfg.rollouts)
         obs = np.stack([store[i] for i in starts]).astype(np.float32)  # (R, O)
         latent = world_model._encode(torch.as_tensor(obs))

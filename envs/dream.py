@@ -176,9 +176,8 @@ def _load_start_states(start_states: StartStates, obs_dim: int) -> np.ndarray | 
     if isinstance(start_states, (str, os.PathLike)):
         from loopwm.replay import Replay
 
-        replay = Replay.load(Path(start_states))
-        # every stored state an episode can be in: first observations and all next ones
-        states = np.concatenate([replay.obs, replay.next_obs])
+        # states the real env acted from: never a terminal state, where no episode goes on
+        states = Replay.load(Path(start_states)).obs
     else:
         states = np.asarray(start_states, dtype=np.float64)
     if states.ndim != 2 or states.shape[1] != obs_dim or len(states) == 0:

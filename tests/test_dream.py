@@ -111,10 +111,12 @@ def test_checkpoint_that_does_not_match_the_env_is_refused(pendulum_checkpoint):
 
 def test_start_states_from_stored_data(pendulum_checkpoint, pendulum_dir, pendulum_data):
     env = DreamEnv(pendulum_checkpoint, start_states=pendulum_dir)
-    stored = np.concatenate([pendulum_data.obs, pendulum_data.next_obs]).astype(np.float64)
+    stored = pendulum_data.obs.astype(np.float64)
+    terminal = pendulum_data.next_obs[pendulum_data.terminated].astype(np.float64)
     for seed in range(5):
         obs, _ = env.reset(seed=seed)
         assert np.isclose(stored, obs).all(axis=1).any()
+        assert not np.isclose(terminal, obs).all(axis=1).any()  # never a fallen pole
 
 
 def test_vector_env_matches_single_env(pendulum_checkpoint):
