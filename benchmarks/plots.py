@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from tables import dyna_reports  # noqa: E402  (the script's own folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -65,8 +66,7 @@ def plot_throughput() -> Path:
 def plot_dyna() -> Path:
     """Real-env return at 5k and 10k real steps for each SAC variant (mean ± std)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in ("dyna_sac.json", "dyna_sac_rollouts50.json"):
-        report = json.loads((RESULTS / name).read_text())
+    for report in dyna_reports():
         for variant, s in report["summary"].items():
             label = variant
             if "dyna" in variant:

@@ -54,11 +54,7 @@ def dyna_table() -> str:
         "| agent | return at 5k real steps | return at 10k real steps | wall seconds |",
         "|---|---|---|---|",
     ]
-    for name in ("dyna_sac.json", "dyna_sac_rollouts50.json"):
-        path = RESULTS / name
-        if not path.exists():
-            continue
-        report = json.loads(path.read_text())
+    for report in dyna_reports():
         rollouts = report["dyna_config"]["rollouts"]
         for variant, s in report["summary"].items():
             label = f"{variant} ({rollouts} rollouts/refit)" if "dyna" in variant else variant
@@ -67,6 +63,12 @@ def dyna_table() -> str:
                 f"{s['wall_seconds_mean']:.0f} |"
             )
     return "\n".join(rows)
+
+
+def dyna_reports() -> list[dict]:
+    """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
+    names = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
+    return [json.loads((RESULTS / n).read_text()) for n in names if (RESULTS / n).exists()]
 
 
 if __name__ == "__main__":
