@@ -172,10 +172,7 @@ class DynaCallback(BaseCallback):
                 tol=world_model.config.tol,
                 max_iters=world_model.config.max_iters,
             )
-            next_obs = (
-                world_model._decode_normalized(out.latent) * world_model.obs_std
-                + world_model.obs_mean
-            ).numpy()
+            next_obs = world_model._decode(out.latent).numpy()
             reward = out.reward.numpy()
             done = (out.cont < cfg.cont_threshold).numpy()
             buffer_action = agent.policy.scale_action(action)

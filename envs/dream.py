@@ -159,7 +159,7 @@ class DreamCore:
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> np.ndarray:
-        obs = self.model._decode_normalized(latent) * self.model.obs_std + self.model.obs_mean
+        obs = self.model._decode(latent)
         obs = obs.cpu().numpy().astype(self.observation_space.dtype)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 

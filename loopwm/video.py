@@ -83,6 +83,7 @@ def record_rollout(
         def encode(o: np.ndarray) -> torch.Tensor:
             return model._encode(torch.as_tensor(o[None], dtype=torch.float32, device=device))
 
+        std = model.obs_std.cpu().numpy()
         latent = encode(obs)
         imagined.reset(obs)
         real_obs, imagined_obs, resync = [obs], [obs], [True]
@@ -102,9 +103,7 @@ def record_rollout(
                 tol=model.config.tol,
                 max_iters=model.config.max_iters,
             )
-            predicted = model._decode_normalized(out.latent) * model.obs_std + model.obs_mean
-            predicted = predicted[0].cpu().numpy().astype(np.float64)
-            std = model.obs_std.cpu().numpy()
+            predicted = model._decode(out.latent)[0].cpu().numpy().astype(np.float64)
             errors.append(float(np.linalg.norm((predicted - next_obs) / std)))
             iters.append(int(out.iters[0]))
             imagined.advance(predicted)

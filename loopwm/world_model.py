@@ -92,8 +92,7 @@ class WorldModel(nn.Module):
 
     def decode(self, latent: ArrayLike) -> torch.Tensor:
         """Observation predicted from a latent: (B, latent_dim) -> (B, obs_dim)."""
-        latent = self._check(latent, self.config.latent_dim, "latent")
-        return self._decode_normalized(latent) * self.obs_std + self.obs_mean
+        return self._decode(self._check(latent, self.config.latent_dim, "latent"))
 
     def reward(self, latent: ArrayLike) -> torch.Tensor:
         """Reward predicted for the transition that reached ``latent``: (B, D) -> (B,)."""
@@ -190,6 +189,9 @@ class WorldModel(nn.Module):
 
     def _decode_normalized(self, latent: torch.Tensor) -> torch.Tensor:
         return self.decoder(latent)  # (B, obs_dim), standardised units
+
+    def _decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self._decode_normalized(latent) * self.obs_std + self.obs_mean  # (B, obs_dim)
 
     def _reward_symlog(self, latent: torch.Tensor) -> torch.Tensor:
         return self.reward_head(latent).squeeze(-1)  # (B,)
