@@ -38,6 +38,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, write)
 
 
+def _write_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+
+
 class TransitionColumns:
     """Transitions accumulated in memory column by column (``data[field]`` is a list)."""
 
@@ -114,6 +122,37 @@ class ReplayWriter:
         self._chunks = 0
         _write_json(self.root / "meta.json", self.meta)
 
+    @classmethod
+    def reopen(cls, root: str | os.PathLike) -> ReplayWriter:
+        """Continue writing to an existing dataset folder (after a killed process).
+
+        The chunks on disk are the truth (meta.json is rewritten from them). An episode left
+        unfinished by the killed writer is closed as truncated: its environment state is
+        gone, so new transitions start a new episode.
+        """
+        root = Path(root)
+        replay = Replay.load(root)  # validates meta.json and every chunk
+        chunks = sorted(root.glob("chunk_*.npz"))
+        writer = cls.__new__(cls)
+        writer.root = root
+        writer.obs_dim, writer.action_dim = replay.obs_dim, replay.action_dim
+        writer.chunk_size = int(replay.meta.get("chunk_size", 10_000))
+        writer.meta = dict(replay.meta)
+        writer._buffer = TransitionColumns()
+        writer._chunks = int(chunks[-1].stem.split("_")[1]) + 1
+        writer._written = len(replay)
+        if not (replay.terminated[-1] or replay.truncated[-1]):
+            with np.load(chunks[-1], allow_pickle=False) as data:
+                arrays = {k: data[k] for k in FIELDS}
+            arrays["truncated"][-1] = True
+            _write_chunk(chunks[-1], arrays)
+        writer._episode = int(replay.episode[-1]) + 1
+        writer.meta.update(
+            transitions=writer._written, chunks=len(chunks), episodes=writer._episode
+        )
+        _write_json(root / "meta.json", writer.meta)
+        return writer
+
     def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
         """Store one transition; ``terminated or truncated`` closes the current episode."""
         obs = np.asarray(obs, dtype=np.float32).reshape(-1)
@@ -141,13 +180,7 @@ class ReplayWriter:
         if len(self._buffer) == 0:
             return
         arrays = self._buffer.arrays()
-        path = self.root / f"chunk_{self._chunks:06d}.npz"
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-
-        atomic_write(path, write)
+        _write_chunk(self.root / f"chunk_{self._chunks:06d}.npz", arrays)
         self._chunks += 1
         self._written += len(arrays["reward"])
         self._buffer = TransitionColumns()
@@ -279,15 +312,22 @@ class Replay:
         return self._windows(starts, horizon)
 
     def _windows(self, start: np.ndarray, horizon: int) -> dict:
-        idx = start[:, None] + np.arange(horizon)[None, :]  # (B, H)
-        end = self.episode_end[start][:, None]  # (B, 1)
-        mask = idx <= end
-        idx = np.minimum(idx, end)
-        return {
-            "obs0": self.obs[start],  # (B, O)
-            "action": self.action[idx],  # (B, H, A)
-            "next_obs": self.next_obs[idx],  # (B, H, O)
-            "reward": self.reward[idx],  # (B, H)
-            "terminated": self.terminated[idx],  # (B, H)
-            "mask": mask,  # (B, H)
-        }
+        return windows(self, start, self.episode_end[start], horizon)
+
+
+def windows(columns: Any, start: np.ndarray, end: np.ndarray, horizon: int) -> dict:
+    """Windows of ``horizon`` transitions from ``start`` (B,), masked past ``end`` (B,), the
+    index of the last stored transition of each start's episode. ``columns`` has the
+    transition arrays as attributes (a :class:`Replay` or an online replay)."""
+    idx = start[:, None] + np.arange(horizon)[None, :]  # (B, H)
+    end = end[:, None]  # (B, 1)
+    mask = idx <= end
+    idx = np.minimum(idx, end)
+    return {
+        "obs0": columns.obs[start],  # (B, O)
+        "action": columns.action[idx],  # (B, H, A)
+        "next_obs": columns.next_obs[idx],  # (B, H, O)
+        "reward": columns.reward[idx],  # (B, H)
+        "terminated": columns.terminated[idx],  # (B, H)
+        "mask": mask,  # (B, H)
+    }

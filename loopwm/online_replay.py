@@ -1,0 +1,192 @@
+"""The replay an agent appends to while it trains: bounded in memory, complete on disk.
+
+Every transition goes to a dataset folder through :class:`~loopwm.replay.ReplayWriter`
+(chunk files written atomically, readable by ``loopwm fit``), and to in-memory arrays that
+the training batches are drawn from. Memory holds at most ``capacity`` transitions; past
+that the oldest ones are dropped from memory only. :meth:`OnlineReplay.resume` rebuilds
+the replay of a killed run from its folder, so nothing that reached the disk is lost.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loopwm.replay import FIELDS, Replay, ReplayWriter, windows
+
+DTYPES = {
+    "reward": np.float32,
+    "terminated": bool,
+    "truncated": bool,
+    "episode": np.int64,
+}
+
+
+class OnlineReplay:
+    """Transitions of a running agent, sampled as open-loop windows for model training.
+
+    Args:
+        root: dataset folder (created; must be new; use :meth:`resume` for an old one).
+        obs_dim, action_dim: sizes of the flat observation and action vectors.
+        meta: JSON-serialisable facts stored with the dataset (env id, spaces, seed).
+        capacity: transitions kept in memory (the oldest are dropped from memory first).
+        chunk_size: transitions per chunk file; :meth:`flush` writes a partial chunk.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        obs_dim: int,
+        action_dim: int,
+        meta: dict[str, Any] | None = None,
+        capacity: int = 1_000_000,
+        chunk_size: int = 1000,
+    ) -> None:
+        writer = ReplayWriter(
+            root, obs_dim=obs_dim, action_dim=action_dim, meta=meta, chunk_size=chunk_size
+        )
+        self._setup(writer, capacity)
+
+    @classmethod
+    def resume(cls, root: str | os.PathLike, *, capacity: int = 1_000_000) -> OnlineReplay:
+        """Reopen the folder of a killed run: every stored transition comes back (the last
+        ``capacity`` into memory) and new ones are appended to the same folder."""
+        writer = ReplayWriter.reopen(root)
+        replay = cls.__new__(cls)
+        replay._setup(writer, capacity)
+        stored = Replay.load(root)  # after reopen: an unfinished episode is now truncated
+        keep = slice(max(0, len(stored) - capacity), len(stored))
+        for name in FIELDS:
+            replay._extend(name, getattr(stored, name)[keep])
+        replay._size = len(stored.reward[keep])
+        replay._total = len(stored)
+        replay._episode_start = replay._size  # the last stored episode is closed
+        replay._fix_episode_ends()
+        return replay
+
+    def _setup(self, writer: ReplayWriter, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        self.writer = writer
+        self.root = Path(writer.root)
+        self.capacity = capacity
+        self.obs_dim, self.action_dim = writer.obs_dim, writer.action_dim
+        self._arrays: dict[str, np.ndarray] = {
+            "obs": np.zeros((0, self.obs_dim), np.float32),
+            "action": np.zeros((0, self.action_dim), np.float32),
+            "next_obs": np.zeros((0, self.obs_dim), np.float32),
+            **{k: np.zeros(0, dtype) for k, dtype in DTYPES.items()},
+        }
+        self._episode_end = np.zeros(0, np.int64)
+        self._size = 0  # transitions in memory
+        self._total = 0  # transitions stored since the folder was created
+        self._episode_start = 0  # memory index where the current (open) episode starts
+
+    # ------------------------------------------------------------------ columns
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.writer.meta
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # obs, action, reward, ... as views of the filled part (what ``windows`` reads).
+        if name in FIELDS:
+            return self.__dict__["_arrays"][name][: self.__dict__["_size"]]
+        raise AttributeError(name)
+
+    def __len__(self) -> int:
+        """Transitions in memory (what batches are drawn from)."""
+        return self._size
+
+    @property
+    def total(self) -> int:
+        """Every transition stored in the folder, including those dropped from memory."""
+        return self._total
+
+    # ------------------------------------------------------------------ writing
+    def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
+        """Store one transition (validated by the writer: shapes, finite values)."""
+        episode = self.writer._episode  # the writer moves on once an episode ends
+        self.writer.add(obs, action, reward, next_obs, terminated, truncated)
+        if self._size == len(self._arrays["reward"]):
+            self._grow()
+        i = self._size
+        a = self._arrays
+        a["obs"][i] = np.asarray(obs, np.float32).reshape(-1)
+        a["action"][i] = np.asarray(action, np.float32).reshape(-1)
+        a["next_obs"][i] = np.asarray(next_obs, np.float32).reshape(-1)
+        a["reward"][i] = reward
+        a["terminated"][i] = terminated
+        a["truncated"][i] = truncated
+        a["episode"][i] = episode
+        self._size += 1
+        self._total += 1
+        if terminated or truncated:
+            self._episode_end[self._episode_start : self._size] = i
+            self._episode_start = self._size
+
+    def flush(self) -> None:
+        """Write every transition still buffered by the writer (a checkpoint calls this)."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush, closing an unfinished episode as truncated on disk."""
+        self.writer.close()
+
+    def _grow(self) -> None:
+        if self._size >= self.capacity:
+            self._evict(max(1, self.capacity // 10))
+            if self._size < len(self._arrays["reward"]):
+                return
+        new = min(self.capacity, max(1024, 2 * len(self._arrays["reward"])))
+        for name, array in self._arrays.items():
+            grown = np.zeros((new, *array.shape[1:]), array.dtype)
+            grown[: self._size] = array[: self._size]
+            self._arrays[name] = grown
+        grown = np.zeros(new, np.int64)
+        grown[: self._size] = self._episode_end[: self._size]
+        self._episode_end = grown
+
+    def _evict(self, count: int) -> None:
+        """Drop the ``count`` oldest transitions from memory (they stay on disk)."""
+        keep = self._size - count
+        for array in self._arrays.values():
+            array[:keep] = array[count : self._size]
+        self._episode_end[:keep] = self._episode_end[count : self._size] - count
+        self._size = keep
+        self._episode_start = max(0, self._episode_start - count)
+
+    def _extend(self, name: str, values: np.ndarray) -> None:
+        self._arrays[name] = np.array(values, dtype=self._arrays[name].dtype)
+
+    def _fix_episode_ends(self) -> None:
+        episode = self._arrays["episode"][: self._size]
+        ends = np.flatnonzero(np.diff(episode) != 0)
+        last = np.append(ends, self._size - 1) if self._size else np.zeros(0, np.int64)
+        firsts = np.insert(ends + 1, 0, 0) if self._size else np.zeros(0, np.int64)
+        self._episode_end = np.repeat(last, last - firsts + 1).astype(np.int64)
+
+    # ------------------------------------------------------------------ sampling
+    def sample_sequences(self, batch_size: int, horizon: int, rng: np.random.Generator) -> dict:
+        """Random windows of ``horizon`` transitions, masked past each episode's end (an
+        open episode ends at the newest transition)."""
+        if self._size == 0:
+            raise ValueError("the replay is empty; store transitions before sampling")
+        start = rng.integers(0, self._size, size=batch_size)
+        end = np.where(
+            start >= self._episode_start, self._size - 1, self._episode_end[: self._size][start]
+        )
+        return windows(self, start, end, horizon)
+
+    def sample_obs(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """``batch_size`` stored observations drawn uniformly (states an agent acted from)."""
+        if self._size == 0:
+            raise ValueError("the replay is empty; store transitions before sampling")
+        return self.obs[rng.integers(0, self._size, size=batch_size)]  # (B, O)
+
+    def to_replay(self) -> Replay:
+        """The in-memory transitions as a :class:`Replay` (e.g. for held-out scoring)."""
+        return Replay(**{k: getattr(self, k).copy() for k in FIELDS}, meta=dict(self.meta))
