@@ -1,0 +1,185 @@
+"""Frozen configuration of the Dreamer-style agent, its planner and its training loop."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopwm.config import MODEL_PRESETS, FitConfig, _check_positive, _check_positive_int
+
+PLANNERS = ("none", "mppi", "cem")
+ACTOR_GRADS = ("dynamics", "reinforce")
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Planning in imagination at action selection (TD-MPC2-style MPPI or CEM)."""
+
+    kind: str = "none"
+    """``none`` acts with the actor; ``mppi`` (score-weighted) or ``cem`` (elite mean)
+    optimise an action sequence in the world model, seeded with actor samples."""
+    horizon: int = 5
+    """Imagined steps per candidate sequence (the critic scores the last latent)."""
+    iterations: int = 3
+    """Refinements of the sampling distribution per action."""
+    samples: int = 128
+    """Gaussian candidate sequences per iteration."""
+    policy_samples: int = 16
+    """Candidate sequences drawn from the actor (included in every iteration)."""
+    elites: int = 16
+    """Best candidates the distribution is refitted to."""
+    temperature: float = 0.5
+    """MPPI weights ``exp((G - max G) / (temperature * std G))`` over the elites."""
+    min_std: float = 0.05
+    """Lower bound of the sampling std (actions in [-1, 1] units)."""
+    max_std: float = 1.0
+    """Initial sampling std."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in PLANNERS:
+            raise ValueError(f"planner must be one of {PLANNERS}, got {self.kind!r}")
+        for name in ("horizon", "iterations", "samples", "elites"):
+            _check_positive_int(name, getattr(self, name))
+        if isinstance(self.policy_samples, bool) or not isinstance(self.policy_samples, int):
+            raise ValueError(f"policy_samples must be an int >= 0, got {self.policy_samples!r}")
+        if self.policy_samples < 0:
+            raise ValueError(f"policy_samples must be >= 0, got {self.policy_samples}")
+        if self.elites > self.samples + self.policy_samples:
+            raise ValueError("elites must not exceed samples + policy_samples")
+        for name in ("temperature", "min_std", "max_std"):
+            _check_positive(name, getattr(self, name))
+
+
+def _default_model_fit() -> FitConfig:
+    return FitConfig(batch_size=32, horizon=8, lr=1e-3)
+
+
+@dataclass(frozen=True)
+class DreamerConfig:
+    """The agent: world model, actor-critic learned in imagination, and planner."""
+
+    model: str = "loopwm"
+    """World model kind (``loopwm`` or a baseline name from ``loopwm.MODEL_NAMES``)."""
+    preset: str = "small"
+    """World-model size preset."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """``LoopWMConfig`` fields to override (e.g. ``{"c_max": 0.95}``)."""
+    model_fit: FitConfig = field(default_factory=_default_model_fit)
+    """Batch size, training horizon, learning rate and loss weights of world-model updates."""
+
+    horizon: int = 15
+    """Imagination horizon of actor-critic updates (environment steps)."""
+    imagine_batch: int = 256
+    """Replayed real states each actor-critic update imagines from."""
+    gamma: float = 0.99
+    """Discount."""
+    lam: float = 0.95
+    """lambda of the lambda-returns."""
+    hidden_dim: int = 256
+    """Width of the actor and critic MLPs."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    grad_clip: float = 100.0
+    """Global gradient-norm clip of actor and critic."""
+    entropy_coef: float = 3e-4
+    """Entropy bonus on normalised returns (DreamerV3's eta)."""
+    actor_grad: str = "dynamics"
+    """``dynamics``: backpropagate returns through the imagined transitions (the world
+    model is differentiable and deterministic); ``reinforce``: score-function gradient with
+    the critic as baseline, as DreamerV3 uses."""
+    return_decay: float = 0.99
+    """EMA decay of the return scale ``S = P95 - P5``; returns are divided by ``max(1, S)``."""
+    slow_critic_decay: float = 0.98
+    """EMA decay of the slow critic that bootstraps the lambda-returns."""
+    slow_critic_reg: float = 1.0
+    """Weight of the critic's regulariser towards the slow critic's predictions."""
+    cont_threshold: float = 0.5
+    """Continuation probability below which an imagined episode counts as ended (planner)."""
+    explore_std: float = 0.0
+    """Extra Gaussian action noise while collecting (the actor samples already explore)."""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """Planning at action selection (``planner.kind="none"`` acts with the actor)."""
+
+    def __post_init__(self) -> None:
+        if self.preset not in MODEL_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(MODEL_PRESETS)}")
+        for name in ("horizon", "imagine_batch", "hidden_dim"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("actor_lr", "critic_lr", "grad_clip"):
+            _check_positive(name, getattr(self, name))
+        for name in ("gamma", "lam", "return_decay", "slow_critic_decay", "cont_threshold"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        for name in ("entropy_coef", "slow_critic_reg", "explore_std"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.actor_grad not in ACTOR_GRADS:
+            raise ValueError(f"actor_grad must be one of {ACTOR_GRADS}, got {self.actor_grad!r}")
+
+    def replace(self, **changes: Any) -> DreamerConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The online loop of ``loopwm train``: collect, store, train on a ratio, evaluate."""
+
+    env_id: str = "InvertedPendulum-v5"
+    """gymnasium id (flat Box observations and actions)."""
+    steps: int = 10_000
+    """Real environment steps to collect."""
+    prefill: int = 1000
+    """Uniform-random steps before the agent acts and learns."""
+    pretrain: int = 200
+    """Updates run once when the prefill ends (the model starts from data, not noise)."""
+    train_ratio: float = 0.5
+    """Agent updates (world model + actor-critic) per real environment step."""
+    eval_every: int = 2500
+    """Real steps between evaluations (deterministic policy on a separate env)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    checkpoint_every: int = 1000
+    """Real steps between checkpoints (also written at the end)."""
+    log_every: int = 250
+    """Real steps between TensorBoard writes of training metrics."""
+    replay_capacity: int = 1_000_000
+    """Transitions kept in memory (all of them stay on disk)."""
+    seed: int = 0
+    """Seed of the env, the networks and every sampler."""
+    agent: DreamerConfig = field(default_factory=DreamerConfig)
+    """The agent's configuration."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("prefill", "pretrain"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if self.prefill < 1:
+            raise ValueError("prefill must be >= 1: the model needs data before it learns")
+        _check_positive("train_ratio", self.train_ratio)
+        _check_positive_int("replay_capacity", self.replay_capacity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output, rejecting unknown keys at every level."""
+        data = dict(data)
+        agent = dict(data.pop("agent", {}))
+        planner = PlannerConfig(**_known(PlannerConfig, agent.pop("planner", {})))
+        model_fit = FitConfig(**_known(FitConfig, agent.pop("model_fit", {})))
+        agent = DreamerConfig(planner=planner, model_fit=model_fit, **_known(DreamerConfig, agent))
+        return cls(agent=agent, **_known(cls, data))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
+    return data

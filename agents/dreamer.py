@@ -1,0 +1,420 @@
+"""A Dreamer-style agent: a looped world model, and an actor-critic that learns in it.
+
+The world model learns from replayed real windows (:func:`loopwm.losses.world_model_loss`).
+The actor and critic learn only from imagined rollouts: replayed real observations are
+encoded, the actor's actions are imagined ``horizon`` steps ahead in the world model, and
+lambda-returns bootstrapped by a slow (EMA) critic are the targets (DreamerV3's recipe:
+percentile return normalisation, entropy bonus, slow-critic regulariser). The actor's
+gradient runs back through the imagined transitions (``actor_grad="dynamics"``; through
+LoopWM's fixed point by its phantom gradient) or is a score-function gradient
+(``"reinforce"``). At action selection the agent acts with the actor or plans with
+:class:`~loopwm.agents.planner.LatentPlanner` (MPPI/CEM, critic as terminal value).
+
+>>> import gymnasium as gym                                                # doctest: +SKIP
+>>> env = gym.make("InvertedPendulum-v5")                                  # doctest: +SKIP
+>>> agent = DreamerAgent(env.observation_space, env.action_space)          # doctest: +SKIP
+>>> action = agent.act(env.reset(seed=0)[0], explore=True)                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from loopwm.agents.config import DreamerConfig
+from loopwm.agents.planner import LatentPlanner
+from loopwm.config import LoopWMConfig
+from loopwm.fit import WorldModelTrainer, obs_statistics
+from loopwm.models import build_model
+from loopwm.networks import mlp, symexp, symlog
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """Raise ``TypeError`` unless observations are flat Box vectors and actions bounded Box."""
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        kind = "image" if isinstance(observation_space, spaces.Box) else "non-Box"
+        raise TypeError(
+            f"DreamerAgent needs flat Box observations (shape (n,)); got {kind} observations "
+            f"{observation_space}. Image observations are not supported yet: flatten or use "
+            f"state observations."
+        )
+    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+        raise TypeError(
+            f"DreamerAgent needs continuous Box actions (shape (n,)); got {action_space}. "
+            f"Discrete actions are not supported yet."
+        )
+    if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+        raise TypeError(f"DreamerAgent needs bounded actions, got {action_space}")
+
+
+class Actor(nn.Module):
+    """Squashed Gaussian policy on the latent: actions in ``[-1, 1]``."""
+
+    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, hidden_dim, 2 * action_dim)
+
+    def distribution(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(latent).chunk(2, dim=-1)  # (B, A) each
+        log_std = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * torch.sigmoid(log_std)
+        return mean, log_std.exp()
+
+    def sample(
+        self, latent: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample (B, A) and its log-probability (B,)."""
+        mean, std = self.distribution(latent)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+        pre_tanh = mean + std * noise
+        action = torch.tanh(pre_tanh)
+        log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh)
+        # tanh change of variables, in the numerically stable form used by SAC.
+        log_prob = log_prob - 2.0 * (
+            np.log(2.0) - pre_tanh - nn.functional.softplus(-2.0 * pre_tanh)
+        )
+        return action, log_prob.sum(-1)
+
+    def log_prob(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Log-probability (B,) of actions (B, A) in ``(-1, 1)``."""
+        mean, std = self.distribution(latent)
+        action = action.clamp(-1 + 1e-6, 1 - 1e-6)
+        pre_tanh = torch.atanh(action)
+        log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh)
+        return (log_prob - torch.log1p(-action.pow(2))).sum(-1)
+
+    def mode(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.distribution(latent)[0])
+
+
+class Critic(nn.Module):
+    """State value of a latent, predicted in symlog space."""
+
+    def __init__(self, latent_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, hidden_dim, 1)
+        nn.init.zeros_(self.net[-1].weight)  # start at value 0, as DreamerV3 does
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.net(latent).squeeze(-1)  # (B,) symlog value
+
+    def value(self, latent: torch.Tensor) -> torch.Tensor:
+        return symexp(self(latent))  # (B,)
+
+
+def lambda_returns(
+    reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """lambda-returns ``R_0..R_{H-1}`` of an imagined rollout.
+
+    Args:
+        reward: (B, H) reward of step ``t`` (reaching latent ``t+1``).
+        cont: (B, H) continuation probability after step ``t``.
+        value: (B, H + 1) values of latents ``0..H``.
+
+    ``R_t = r_t + gamma c_t ((1 - lam) v_{t+1} + lam R_{t+1})`` with ``R_H = v_H``.
+    """
+    horizon = reward.shape[1]
+    returns = [value[:, -1]]
+    for t in reversed(range(horizon)):
+        bootstrap = (1 - lam) * value[:, t + 1] + lam * returns[-1]
+        returns.append(reward[:, t] + gamma * cont[:, t] * bootstrap)
+    return torch.stack(returns[::-1][:-1], 1)  # (B, H)
+
+
+@dataclass
+class Imagination:
+    """Actor-driven imagined rollouts of ``H`` steps from ``B`` start latents."""
+
+    latent: torch.Tensor  # (B, H + 1, D) latents 0..H
+    action: torch.Tensor  # (B, H, A) actions in [-1, 1]
+    log_prob: torch.Tensor  # (B, H)
+    reward: torch.Tensor  # (B, H)
+    cont: torch.Tensor  # (B, H)
+    iters: torch.Tensor  # (B, H) loop iterations per imagined step
+    residual: torch.Tensor  # (B, H)
+
+
+class DreamerAgent:
+    """World model + actor + critic, trained from a replay, acting with or without a planner.
+
+    Args:
+        observation_space: flat Box observations of the real env.
+        action_space: bounded Box actions of the real env.
+        config: agent settings (defaults: LoopWM ``small``, horizon 15, no planner).
+        seed: seeds parameters, imagination start states and action sampling.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: DreamerConfig | None = None,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        check_spaces(observation_space, action_space)
+        self.config = cfg = config or DreamerConfig()
+        self.device = torch.device(device)
+        self.observation_space, self.action_space = observation_space, action_space
+        obs_dim, action_dim = observation_space.shape[0], action_space.shape[0]
+        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
+        self._action_center, self._action_half = (high + low) / 2, (high - low) / 2
+
+        torch.manual_seed(seed)
+        overrides = dict(cfg.model_overrides)
+        if cfg.model == "loopwm-fixed" and "max_iters" not in overrides:
+            base = LoopWMConfig.preset(cfg.preset, obs_dim=obs_dim, action_dim=action_dim)
+            overrides["max_iters"] = max(1, round(base.train_iters_mean))
+        model_config = LoopWMConfig.preset(
+            cfg.preset, obs_dim=obs_dim, action_dim=action_dim, **overrides
+        )
+        world_model = build_model(cfg.model, model_config).to(self.device)
+        self.trainer = WorldModelTrainer(world_model, dataclasses.replace(cfg.model_fit, seed=seed))
+        latent_dim = model_config.latent_dim
+        self.actor = Actor(latent_dim, action_dim, cfg.hidden_dim).to(self.device)
+        self.critic = Critic(latent_dim, cfg.hidden_dim).to(self.device)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(
+            self.critic.parameters(), lr=cfg.critic_lr, eps=1e-5
+        )
+        self.return_scale = 0.0  # EMA of P95 - P5 of imagined returns (0: not yet measured)
+        self.updates = 0
+        self.normalizer_set = False
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.planner = None
+        if cfg.planner.kind != "none":
+            self.planner = LatentPlanner(
+                cfg.planner,
+                world_model,
+                policy=lambda h: self.actor.sample(h, self.generator)[0],
+                value=self.slow_critic.value,
+                to_env=self.to_env,
+                gamma=cfg.gamma,
+            )
+        self.last_imagined_iters = np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------------ acting
+    @property
+    def world_model(self):
+        return self.trainer.model
+
+    def to_env(self, action: torch.Tensor) -> torch.Tensor:
+        """Map actions in ``[-1, 1]`` to the env's bounds."""
+        return self._action_center + self._action_half * action
+
+    def reset(self) -> None:
+        """Start of a new episode: the planner forgets its previous plan."""
+        if self.planner is not None:
+            self.planner.reset()
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+        """Env-scale action (A,) for one observation (O,): sampled (``explore``) or greedy."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.shape != self.observation_space.shape:
+            raise ValueError(f"obs must have shape {self.observation_space.shape}, got {obs.shape}")
+        if not np.isfinite(obs).all():
+            raise ValueError("obs contains NaN or inf")
+        self.world_model.eval()
+        latent = self.world_model._encode(torch.as_tensor(obs[None], device=self.device))
+        if self.planner is not None:
+            action = self.planner.plan(latent, explore=explore, generator=self.generator)
+        elif explore:
+            action = self.actor.sample(latent, self.generator)[0][0]
+        else:
+            action = self.actor.mode(latent)[0]
+        if explore and self.config.explore_std > 0:
+            noise = torch.randn(action.shape, generator=self.generator).to(self.device)
+            action = (action + self.config.explore_std * noise).clamp(-1.0, 1.0)
+        return self.to_env(action).cpu().numpy().astype(self.action_space.dtype)
+
+    # ------------------------------------------------------------------ learning
+    def prepare(self, replay) -> None:
+        """Fix the world model's observation standardisation from the first stored data."""
+        self.world_model.set_obs_normalizer(*obs_statistics(replay))
+        self.normalizer_set = True
+
+    def update(self, replay) -> dict[str, float]:
+        """One world-model step on replayed windows, then one actor-critic step in imagination."""
+        if not self.normalizer_set:
+            self.prepare(replay)
+        metrics = self.trainer.train_step(replay)
+        metrics.update(self.update_actor_critic(replay))
+        self.updates += 1
+        return metrics
+
+    def imagine(self, start: torch.Tensor, horizon: int, *, grad: bool) -> Imagination:
+        """Roll the actor out ``horizon`` steps in the world model from latents (B, D).
+
+        With ``grad`` the rollout is differentiable with respect to the actor's actions
+        (the world model's own parameters receive no gradient).
+        """
+        wm = self.world_model
+        wm.eval()  # inference-time halting; phantom gradient through the fixed point
+        latents, actions, log_probs, rewards, conts, iters, residuals = (
+            [start],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
+        with torch.set_grad_enabled(grad), wm.reuse_weights():
+            for _ in range(horizon):
+                latent = latents[-1]
+                action, log_prob = self.actor.sample(latent, self.generator)
+                out = wm._step(
+                    latent, self.to_env(action), tol=wm.config.tol, max_iters=wm.config.max_iters
+                )
+                latents.append(out.latent)
+                actions.append(action)
+                log_probs.append(log_prob)
+                rewards.append(out.reward)
+                conts.append(out.cont)
+                iters.append(out.iters)
+                residuals.append(out.residual)
+        return Imagination(
+            latent=torch.stack(latents, 1),
+            action=torch.stack(actions, 1),
+            log_prob=torch.stack(log_probs, 1),
+            reward=torch.stack(rewards, 1),
+            cont=torch.stack(conts, 1),
+            iters=torch.stack(iters, 1),
+            residual=torch.stack(residuals, 1),
+        )
+
+    def update_actor_critic(self, replay) -> dict[str, float]:
+        """One actor and one critic step on rollouts imagined from replayed real states."""
+        cfg = self.config
+        wm = self.world_model
+        obs = torch.as_tensor(replay.sample_obs(cfg.imagine_batch, self.rng), device=self.device)
+        with torch.no_grad():
+            start = wm._encode(obs)  # (B, D)
+        dynamics = cfg.actor_grad == "dynamics"
+        wm.requires_grad_(False)
+        try:
+            rollout = self.imagine(start, cfg.horizon, grad=dynamics)
+            if not dynamics:
+                # Score-function gradient: re-evaluate the log-probabilities with autograd.
+                flat = rollout.latent[:, :-1].flatten(0, 1)
+                log_prob = self.actor.log_prob(flat, rollout.action.flatten(0, 1))
+                rollout.log_prob = log_prob.reshape(rollout.reward.shape)
+            value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable
+        finally:
+            wm.requires_grad_(True)
+        returns = lambda_returns(rollout.reward, rollout.cont, value, cfg.gamma, cfg.lam)  # (B, H)
+        with torch.no_grad():
+            discount = cfg.gamma * rollout.cont  # (B, H)
+            weight = torch.cumprod(
+                torch.cat([torch.ones_like(discount[:, :1]), discount[:, :-1]], 1), 1
+            )
+            low, high = torch.quantile(returns.detach().flatten(), torch.tensor([0.05, 0.95]))
+            spread = float(high - low)
+            decay = cfg.return_decay
+            self.return_scale = (
+                spread if self.updates == 0 else decay * self.return_scale + (1 - decay) * spread
+            )
+            scale = max(1.0, self.return_scale)
+
+        entropy = -rollout.log_prob  # (B, H) single-sample entropy estimate
+        if dynamics:
+            objective = returns / scale
+        else:
+            advantage = (returns - value[:, :-1]).detach() / scale
+            objective = advantage * rollout.log_prob
+        actor_loss = -(weight * (objective + cfg.entropy_coef * entropy)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+        self.actor_optimizer.step()
+
+        latents = rollout.latent[:, :-1].detach().flatten(0, 1)  # (B * H, D)
+        prediction = self.critic(latents)
+        target = symlog(returns.detach().flatten())
+        with torch.no_grad():
+            slow = self.slow_critic(latents)
+        flat_weight = weight.flatten()
+        critic_loss = (
+            flat_weight
+            * ((prediction - target).pow(2) + cfg.slow_critic_reg * (prediction - slow).pow(2))
+        ).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic_grad = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
+        self.critic_optimizer.step()
+        with torch.no_grad():
+            mix = 1.0 - cfg.slow_critic_decay
+            for slow_p, p in zip(
+                self.slow_critic.parameters(), self.critic.parameters(), strict=True
+            ):
+                slow_p.lerp_(p, mix)
+
+        iters = rollout.iters.float()
+        self.last_imagined_iters = rollout.iters.flatten().cpu().numpy()
+        return {
+            "actor/loss": float(actor_loss.detach()),
+            "actor/entropy": float(entropy.detach().mean()),
+            "actor/grad_norm": float(actor_grad),
+            "actor/return_scale": self.return_scale,
+            "critic/loss": float(critic_loss.detach()),
+            "critic/grad_norm": float(critic_grad),
+            "critic/value_mean": float(value[:, 0].detach().mean()),
+            "imagine/return_mean": float(returns.detach()[:, 0].mean()),
+            "imagine/reward_mean": float(rollout.reward.detach().mean()),
+            "imagine/cont_mean": float(rollout.cont.detach().mean()),
+            "loop/imagine_iters_mean": float(iters.mean()),
+            "loop/imagine_iters_max": float(iters.max()),
+            "loop/imagine_residual_mean": float(rollout.residual.detach().mean()),
+        }
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything a resume needs: networks, optimizers, return scale, samplers' states."""
+        return {
+            "world_model": self.world_model.state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "slow_critic": self.slow_critic.state_dict(),
+            "world_model_optimizer": self.trainer.optimizer.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "return_scale": float(self.return_scale),
+            "updates": int(self.updates),
+            "world_model_steps": int(self.trainer.steps),
+            "normalizer_set": bool(self.normalizer_set),
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "trainer_rng": json.dumps(self.trainer.rng.bit_generator.state),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.world_model.load_state_dict(state["world_model"])
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.slow_critic.load_state_dict(state["slow_critic"])
+        self.trainer.optimizer.load_state_dict(state["world_model_optimizer"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.return_scale = float(state["return_scale"])
+        self.updates = int(state["updates"])
+        self.trainer.steps = int(state["world_model_steps"])
+        self.normalizer_set = bool(state["normalizer_set"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.trainer.rng.bit_generator.state = json.loads(state["trainer_rng"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,122 @@
+"""A training run's folder: its config, checkpoints and replay.
+
+Layout of ``RUN_DIR``::
+
+    config.json          the TrainConfig (written once; a resume reads it back)
+    agent.pt             agent checkpoint: networks, optimizers, counters, sampler states
+    model.safetensors    the world model alone (for ``loopwm video``, ``dream``, ``fit``)
+    replay/              every real transition (chunked dataset, see loopwm.replay)
+    metrics.json         evaluations so far and the final summary
+    tensorboard/         TensorBoard logs
+    videos/final.mp4     a rollout of the final policy
+
+``agent.pt`` is written with ``torch.save`` to a temporary file and renamed, and is read
+with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+containers: loading a checkpoint never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from loopwm.agents.config import TrainConfig
+from loopwm.checkpoint import CheckpointError, atomic_write, save
+
+AGENT_FORMAT = "loopwm-agent"
+AGENT_FORMAT_VERSION = 1
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_config(run_dir: Path, config: TrainConfig) -> None:
+    write_json(run_dir / "config.json", config.to_dict())
+
+
+def read_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig of an existing run (clear errors for a missing or foreign folder)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a loopwm run (no config.json)")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a valid loopwm train config ({err})") from None
+
+
+def save_checkpoint(run_dir: Path, agent, counters: dict[str, Any], env_id: str) -> None:
+    """Write ``agent.pt`` and ``model.safetensors`` atomically."""
+    payload = {
+        "format": AGENT_FORMAT,
+        "format_version": AGENT_FORMAT_VERSION,
+        "env_id": env_id,
+        "model_kind": agent.world_model.kind,
+        "model_config": json.dumps(agent.world_model.config.to_dict()),
+        "counters": json.dumps(counters),
+        "agent": agent.state_dict(),
+    }
+    atomic_write(run_dir / "agent.pt", lambda tmp: torch.save(payload, tmp))
+    save(agent.world_model, run_dir / "model.safetensors", extra={"env_id": env_id})
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read ``agent.pt``; a corrupt, truncated, foreign or newer file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no agent checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: not a readable loopwm agent checkpoint ({message})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != AGENT_FORMAT:
+        raise CheckpointError(f"{path}: not a loopwm agent checkpoint")
+    if payload.get("format_version") != AGENT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: agent checkpoint format version {payload.get('format_version')}, "
+            f"this loopwm reads {AGENT_FORMAT_VERSION}"
+        )
+    payload["counters"] = json.loads(payload["counters"])
+    return payload
+
+
+def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu"):
+    """The trained agent of a run, its TrainConfig and its counters.
+
+    Returns:
+        ``(agent, config, counters)``.
+    """
+    from loopwm.agents.dreamer import DreamerAgent
+    from loopwm.envs import make_env
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    payload = load_checkpoint(run_dir / "agent.pt")
+    if payload["env_id"] != config.env_id:
+        raise CheckpointError(
+            f"{run_dir}/agent.pt was trained on {payload['env_id']}, config.json says "
+            f"{config.env_id}"
+        )
+    env = make_env(config.env_id)
+    try:
+        agent = DreamerAgent(
+            env.observation_space, env.action_space, config.agent, seed=config.seed, device=device
+        )
+    finally:
+        env.close()
+    try:
+        agent.load_state_dict(payload["agent"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{run_dir}/agent.pt does not match its config.json: {err}") from None
+    return agent, config, payload["counters"]

@@ -1,0 +1,50 @@
+"""Small fake environments for agent tests."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class ReachOriginEnv(gym.Env):
+    """Move a point on a line to the origin: ``x' = clip(x + 0.25 a)``, reward ``-|x'|``.
+
+    Episodes start at ``x ~ U(-1, 1)`` and are truncated after ``length`` steps. A uniform
+    random policy averages about -0.55 per step; a good one gets close to 0 within 4 steps.
+    Actions live in ``[low, high]`` (asymmetric by default, to test action scaling): the
+    move is ``0.25 * a'`` with ``a'`` the action mapped to ``[-1, 1]``.
+    """
+
+    def __init__(self, length: int = 20, low: float = -2.0, high: float = 4.0) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = spaces.Box(low, high, (1,), np.float32)
+        self.length = length
+        self._x = 0.0
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._x = float(self.np_random.uniform(-1, 1))
+        self._t = 0
+        return np.array([self._x], np.float32), {}
+
+    def step(self, action):
+        low, high = self.action_space.low[0], self.action_space.high[0]
+        unit = 2.0 * (float(np.clip(action[0], low, high)) - low) / (high - low) - 1.0
+        self._x = float(np.clip(self._x + 0.25 * unit, -1.0, 1.0))
+        self._t += 1
+        obs = np.array([self._x], np.float32)
+        return obs, -abs(self._x), False, self._t >= self.length, {}
+
+
+class DiscreteActionEnv(ReachOriginEnv):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_space = spaces.Discrete(3)
+
+
+class ImageObservationEnv(ReachOriginEnv):
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)

@@ -1,0 +1,256 @@
+import numpy as np
+import pytest
+import torch
+
+from loopwm.agents import (
+    DreamerAgent,
+    DreamerConfig,
+    PlannerConfig,
+    TrainConfig,
+    evaluate_agent,
+    load_agent,
+    train,
+)
+from loopwm.agents.dreamer import lambda_returns
+from loopwm.agents.run import load_checkpoint
+from loopwm.checkpoint import CheckpointError
+from loopwm.online_replay import OnlineReplay
+from loopwm.replay import Replay
+
+from .fakes import DiscreteActionEnv, ImageObservationEnv, ReachOriginEnv
+
+TINY = DreamerConfig(preset="tiny", horizon=5, imagine_batch=32, hidden_dim=32)
+
+
+def tiny_train_config(**changes) -> TrainConfig:
+    fields = dict(
+        env_id="ReachOrigin",
+        steps=300,
+        prefill=100,
+        pretrain=20,
+        train_ratio=0.5,
+        eval_every=150,
+        eval_episodes=2,
+        checkpoint_every=100,
+        log_every=50,
+        agent=TINY,
+    )
+    return TrainConfig(**{**fields, **changes})
+
+
+def fake_env(env_id: str) -> ReachOriginEnv:
+    assert env_id == "ReachOrigin"
+    return ReachOriginEnv()
+
+
+def filled_replay(tmp_path, steps: int = 200, seed: int = 0) -> OnlineReplay:
+    env = ReachOriginEnv()
+    env.action_space.seed(seed)
+    replay = OnlineReplay(tmp_path / "replay", obs_dim=1, action_dim=1, chunk_size=64)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        replay.add(obs, action, reward, next_obs, terminated, truncated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return replay
+
+
+def parameters(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
+
+def test_update_changes_losses_and_every_network(tmp_path):
+    env = ReachOriginEnv()
+    agent = DreamerAgent(env.observation_space, env.action_space, TINY, seed=0)
+    replay = filled_replay(tmp_path)
+    before = {
+        name: parameters(net)
+        for name, net in [
+            ("world_model", agent.world_model),
+            ("actor", agent.actor),
+            ("critic", agent.critic),
+        ]
+    }
+    first = agent.update(replay)
+    for _ in range(5):
+        last = agent.update(replay)
+    assert agent.updates == 6
+    for name, net in [
+        ("world_model", agent.world_model),
+        ("actor", agent.actor),
+        ("critic", agent.critic),
+    ]:
+        assert not torch.equal(before[name], parameters(net)), f"{name} did not change"
+    for key in ("wm/loss", "actor/loss", "critic/loss", "loop/imagine_iters_mean"):
+        assert np.isfinite(first[key]) and np.isfinite(last[key])
+    assert first["wm/loss"] != last["wm/loss"]
+    assert first["critic/loss"] != last["critic/loss"]
+    # The slow critic trails the critic (EMA), it is not a copy of it.
+    assert not torch.equal(parameters(agent.slow_critic), parameters(agent.critic))
+
+
+def test_reinforce_gradient_updates_the_actor(tmp_path):
+    env = ReachOriginEnv()
+    agent = DreamerAgent(
+        env.observation_space, env.action_space, TINY.replace(actor_grad="reinforce"), seed=0
+    )
+    replay = filled_replay(tmp_path)
+    before = parameters(agent.actor)
+    metrics = agent.update(replay)
+    assert np.isfinite(metrics["actor/loss"])
+    assert not torch.equal(before, parameters(agent.actor))
+
+
+def test_imagination_respects_horizon_and_reports_loop_iterations():
+    env = ReachOriginEnv()
+    agent = DreamerAgent(env.observation_space, env.action_space, TINY, seed=0)
+    start = agent.world_model.encode(torch.zeros(4, 1))
+    rollout = agent.imagine(start, 7, grad=False)
+    latent_dim = agent.world_model.config.latent_dim
+    assert rollout.latent.shape == (4, 8, latent_dim)
+    assert rollout.action.shape == (4, 7, 1)
+    assert rollout.reward.shape == rollout.cont.shape == rollout.iters.shape == (4, 7)
+    assert torch.equal(rollout.latent[:, 0], start)
+    assert (rollout.iters >= 1).all() and (
+        rollout.iters <= agent.world_model.config.max_iters
+    ).all()
+    assert rollout.action.abs().max() <= 1.0
+
+
+def test_lambda_returns_match_a_hand_computation():
+    reward = torch.tensor([[1.0, 2.0]])
+    cont = torch.tensor([[1.0, 0.0]])
+    value = torch.tensor([[0.0, 10.0, 20.0]])
+    gamma, lam = 0.9, 0.5
+    returns = lambda_returns(reward, cont, value, gamma, lam)
+    last = 2.0  # the episode ends after step 1: no bootstrap
+    first = 1.0 + gamma * ((1 - lam) * 10.0 + lam * last)
+    assert torch.allclose(returns, torch.tensor([[first, last]]))
+
+
+@pytest.mark.parametrize("kind", ["mppi", "cem"])
+def test_planner_actions_stay_inside_the_action_bounds(kind):
+    env = ReachOriginEnv(low=-2.0, high=4.0)
+    config = TINY.replace(planner=PlannerConfig(kind=kind, samples=32, policy_samples=4, elites=8))
+    agent = DreamerAgent(env.observation_space, env.action_space, config, seed=0)
+    actions = []
+    for i, x in enumerate(np.linspace(-1, 1, 6)):
+        obs = np.array([x], np.float32)
+        actions.append(agent.act(obs, explore=bool(i % 2)))
+    actions = np.stack(actions)
+    assert actions.shape == (6, 1)
+    assert (actions >= -2.0).all() and (actions <= 4.0).all()
+    assert agent.planner._mean is not None
+    agent.reset()
+    assert agent.planner._mean is None
+
+
+def test_short_training_run_beats_a_random_policy(tmp_path):
+    config = tiny_train_config(steps=700, prefill=200, pretrain=100, train_ratio=1.0)
+    config = TrainConfig.from_dict({**config.to_dict(), "eval_every": 700, "eval_episodes": 5})
+    summary = train(
+        config, tmp_path / "run", make_env=fake_env, progress=False, tensorboard=False, video=False
+    )
+    trained = summary["final_return_mean"]
+
+    class RandomAgent:
+        def __init__(self, env):
+            self.env = env
+
+        def reset(self):
+            pass
+
+        def act(self, obs, explore):
+            return self.env.action_space.sample()
+
+    env = ReachOriginEnv()
+    env.action_space.seed(0)
+    random_return = float(np.mean(evaluate_agent(RandomAgent(env), env, 20, seed=10_000)))
+    assert trained > random_return + 3.0, (trained, random_return)
+
+
+def test_kill_and_resume_keeps_counters_and_stored_transitions(tmp_path):
+    run = tmp_path / "run"
+    config = tiny_train_config()
+    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    stopped = train(config, run, stop_after=250, **common)  # killed after a checkpoint at 200
+    assert stopped["stopped"]
+    on_disk = Replay.load(run / "replay")
+    assert len(on_disk) == 200  # the checkpoint flushed the replay; later steps were in memory
+    checkpoint = load_checkpoint(run / "agent.pt")
+    assert checkpoint["counters"]["env_steps"] == 200
+    updates_at_kill = int(checkpoint["agent"]["updates"])
+
+    summary = train(None, run, resume=True, **common)
+    assert summary["env_steps"] == 300
+    replay = Replay.load(run / "replay")
+    assert len(replay) == 300
+    for field in ("obs", "action", "reward", "next_obs"):
+        np.testing.assert_array_equal(getattr(replay, field)[:200], getattr(on_disk, field))
+    assert replay.truncated[199]  # the episode the kill cut short is closed, not continued
+    # 100 more real steps at 0.5 updates per step continue the update counter.
+    assert summary["updates"] == updates_at_kill + 50
+    assert [e["env_steps"] for e in summary["evaluations"]] == [150, 300]
+
+
+def test_resume_refuses_a_run_of_another_env(tmp_path):
+    run = tmp_path / "run"
+    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    train(tiny_train_config(steps=120, eval_every=120), run, **common)
+    other = TrainConfig(env_id="InvertedPendulum-v5")
+    with pytest.raises(ValueError, match="run of ReachOrigin"):
+        train(other, run, resume=True, **common)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_train_config(), run, **common)
+
+
+def test_corrupt_agent_checkpoint_is_a_clear_error(tmp_path):
+    run = tmp_path / "run"
+    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    train(tiny_train_config(steps=120, eval_every=120), run, **common)
+    data = (run / "agent.pt").read_bytes()
+    (run / "agent.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="agent.pt"):
+        train(None, run, resume=True, **common)
+
+
+@pytest.mark.parametrize(
+    ("env_class", "message"),
+    [(DiscreteActionEnv, "Discrete actions"), (ImageObservationEnv, "Image observations")],
+)
+def test_unsupported_spaces_fail_at_start(tmp_path, env_class, message):
+    env = env_class()
+    with pytest.raises(TypeError, match=message):
+        DreamerAgent(env.observation_space, env.action_space)
+    with pytest.raises(TypeError, match=message):
+        train(
+            tiny_train_config(),
+            tmp_path / "run",
+            make_env=lambda _: env_class(),
+            progress=False,
+            tensorboard=False,
+            video=False,
+        )
+    assert not (tmp_path / "run" / "replay").exists()
+
+
+def test_act_rejects_bad_observations():
+    env = ReachOriginEnv()
+    agent = DreamerAgent(env.observation_space, env.action_space, TINY)
+    with pytest.raises(ValueError, match="shape"):
+        agent.act(np.zeros(3, np.float32), explore=False)
+    with pytest.raises(ValueError, match="NaN"):
+        agent.act(np.array([np.nan], np.float32), explore=False)
+
+
+def test_load_agent_restores_the_trained_policy(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    train(tiny_train_config(steps=150), run, **common)
+    monkeypatch.setattr("loopwm.envs.make_env", fake_env)
+    agent, config, counters = load_agent(run)
+    assert config.env_id == "ReachOrigin" and counters["env_steps"] == 150
+    obs = np.array([0.5], np.float32)
+    again, _, _ = load_agent(run)
+    assert np.array_equal(agent.act(obs, explore=False), again.act(obs, explore=False))
