@@ -26,6 +26,16 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def _add_set_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a LoopWMConfig field of the world model, e.g. --set c_max=0.95 (repeatable)",
+    )
+
+
 def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.quiet else None  # None: a bar only when attached to a terminal
 
@@ -128,15 +138,112 @@ def cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from loopwm.agents import DreamerConfig, PlannerConfig, TrainConfig, train
+
+    if args.resume:
+        run_dir = args.resume
+        config = None
+        if args.env or args.steps:
+            from loopwm.agents.run import read_config
+
+            stored = read_config(run_dir)
+            changes = {"env_id": args.env or stored.env_id, "steps": args.steps or stored.steps}
+            config = TrainConfig.from_dict({**stored.to_dict(), **changes})
+    else:
+        if not args.env:
+            raise ValueError("--env is required for a new run (or --resume RUN_DIR)")
+        agent = DreamerConfig(
+            model=args.model,
+            preset=args.preset,
+            model_overrides=_parse_set(args.set),
+            planner=PlannerConfig(kind=args.planner),
+        )
+        config = TrainConfig(
+            env_id=args.env,
+            steps=args.steps or TrainConfig.steps,
+            prefill=args.prefill,
+            train_ratio=args.train_ratio,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            seed=args.seed,
+            agent=agent,
+        )
+        run_dir = args.out or f"runs/train/{args.env.replace('/', '_')}"
+    try:
+        summary = train(
+            config,
+            run_dir,
+            resume=bool(args.resume),
+            progress=_progress(args),
+            tensorboard=not args.no_tensorboard,
+            video=not args.no_video,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: loopwm train --resume {run_dir}", file=sys.stderr)
+        return 130
+    print(
+        f"{summary['env_id']}: {summary['env_steps']} real steps, {summary['updates']} updates, "
+        f"{summary['wall_seconds']:.0f} s"
+    )
+    if summary["final_return_mean"] is not None:
+        episodes = len(summary["evaluations"][-1]["returns"])
+        print(
+            f"final evaluation: return {summary['final_return_mean']:.1f} "
+            f"+- {summary['final_return_std']:.1f} over {episodes} episodes"
+        )
+    print(f"wrote {run_dir}/agent.pt, {run_dir}/model.safetensors and {run_dir}/metrics.json")
+    if summary.get("video"):
+        print(f"video: {summary['video']}")
+    if not args.no_tensorboard:
+        print(f"TensorBoard logs: tensorboard --logdir {run_dir}/tensorboard")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from loopwm.agents import evaluate_agent, load_agent
+    from loopwm.envs import make_env
+
+    agent, config, counters = load_agent(args.run)
+    env = make_env(config.env_id)
+    try:
+        returns = evaluate_agent(agent, env, args.episodes, seed=args.seed)
+    finally:
+        env.close()
+    print(
+        f"{config.env_id}, agent after {counters['env_steps']} real steps: return "
+        f"{np.mean(returns):.1f} +- {np.std(returns):.1f} over {args.episodes} episodes"
+    )
+    return 0
+
+
 def cmd_video(args: argparse.Namespace) -> int:
     from loopwm.checkpoint import load
     from loopwm.video import record_rollout, write_video
 
-    model = load(args.checkpoint)
-    env_id = args.env or (getattr(model, "checkpoint_extra", {}) or {}).get("env_id")
+    if not (args.checkpoint or args.run):
+        raise ValueError("give --checkpoint (a world model) or --run (a `loopwm train` run)")
+    if args.run and args.policy:
+        raise ValueError("--run acts with the run's agent; drop --policy or --run")
+    policy = None
+    if args.run:
+        from loopwm.agents import load_agent
+
+        agent, config, _ = load_agent(args.run)
+        model = load(args.checkpoint) if args.checkpoint else agent.world_model
+        if args.env and args.env != config.env_id:
+            raise ValueError(f"{args.run} is a run of {config.env_id}, not {args.env}")
+        env_id = config.env_id
+
+        def policy(obs):
+            return agent.act(obs, explore=False)
+    else:
+        model = load(args.checkpoint)
+        env_id = args.env or (getattr(model, "checkpoint_extra", {}) or {}).get("env_id")
     if not env_id:
         raise ValueError("--env is required: the checkpoint does not record its environment")
-    policy = None
     if args.policy:
         from loopwm.agents import load_sb3_policy
         from loopwm.envs import make_env
@@ -196,18 +303,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=500, help="0: evaluate at the end only")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a LoopWMConfig field, e.g. --set c_max=0.95 (repeatable)",
-    )
+    _add_set_option(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="output folder (default runs/fit/MODEL)")
     p.add_argument("--no-tensorboard", action="store_true", help="no logs in OUT/tensorboard")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("train", help="train the Dreamer-style agent online (the main job)")
+    p.add_argument("--env", help="gymnasium id with Box obs/actions (a new run)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run")
+    p.add_argument("--steps", type=int, help="real env steps (default 10000)")
+    p.add_argument("--out", help="run folder (default runs/train/ENV)")
+    p.add_argument("--planner", default="none", choices=["none", "mppi", "cem"])
+    p.add_argument("--model", default="loopwm", choices=MODEL_NAMES, help="world model")
+    p.add_argument("--preset", default="small", help="world-model size: tiny, small, default")
+    p.add_argument("--prefill", type=int, default=1000, help="random steps before learning")
+    p.add_argument("--train-ratio", type=float, default=0.5, help="updates per real step")
+    p.add_argument("--eval-every", type=int, default=2500, help="real steps between evals")
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    _add_set_option(p)
+    p.add_argument("--no-tensorboard", action="store_true", help="no logs in RUN/tensorboard")
+    p.add_argument("--no-video", action="store_true", help="no RUN/videos/final.mp4")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="return of a trained agent on the real env")
+    p.add_argument("--run", required=True, help="run folder of `loopwm train`")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("dream", help="train an SB3 agent inside a world model, test it for real")
     p.add_argument("--checkpoint", required=True, help="world model from `loopwm fit`")
@@ -222,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dream)
 
     p = sub.add_parser("video", help="video of real vs imagined rollouts with loop iterations")
-    p.add_argument("--checkpoint", required=True, help="world model from `loopwm fit`")
+    p.add_argument("--checkpoint", help="world model from `loopwm fit` (or use --run)")
+    p.add_argument("--run", help="a `loopwm train` run: its world model and its agent's policy")
     p.add_argument("--env", help="real env id (default: the checkpoint's)")
     p.add_argument("--policy", help="SB3 agent .zip to act with (default: random actions)")
     p.add_argument("--algo", default="sac", help="SB3 algorithm of --policy")

@@ -89,16 +89,23 @@ def _log_evaluation(logger, model, held, heldout, record, step) -> None:
     logger.histogram("loop/iters", held["iters_per_step"], step)
     if model.looped:
         logger.scalars({"loop/contraction_bound": model.contraction_bound()}, step)
-    env_id = heldout.meta.get("env_id")
-    try:
-        from loopwm.envs.render import check_renderable
+    log_open_loop_video(logger, model, heldout.meta.get("env_id"), step)
 
+
+def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=None) -> None:
+    """Log ``eval/open_loop_video`` (real | imagined | iterations, 40 steps) where the env
+    can draw imagined states; other envs get no video (their scalars still go out)."""
+    from loopwm.envs.render import check_renderable
+
+    try:
         check_renderable(env_id)
     except ValueError:
-        return  # not every env can draw imagined states; scalars still go out
+        return
     from loopwm.video import record_rollout
 
-    frames, _ = record_rollout(model, env_id, steps=40, resync_every=20, size=96, seed=step)
+    frames, _ = record_rollout(
+        model, env_id, steps=40, resync_every=20, size=96, seed=step, policy=policy
+    )
     logger.video("eval/open_loop_video", np.stack(frames), step)
 
 

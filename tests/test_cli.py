@@ -87,3 +87,44 @@ def test_dream_trains_sb3_in_the_model_and_evaluates_on_the_real_env(
     assert result["env_id"] == "InvertedPendulum-v5" and result["dream_steps"] == 128
     assert result["real_return"][0] >= 1  # InvertedPendulum pays 1 per step survived
     assert (out / "agent.zip").is_file()
+
+
+def test_train_eval_video_and_resume(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    base = "--env InvertedPendulum-v5 --preset tiny --prefill 200 --eval-episodes 1 --quiet"
+    command = f"train {base} --steps 300 --eval-every 300 --out {run} --no-video"
+    assert cli(command) == 0
+    printed = capsys.readouterr().out
+    assert "final evaluation: return" in printed
+    assert (run / "agent.pt").is_file() and (run / "model.safetensors").is_file()
+    assert len(Replay.load(run / "replay")) == 300
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["env_steps"] == 300 and metrics["updates"] > 0
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for key in ("wm/loss", "actor/loss", "actor/entropy", "critic/loss", "eval/return"):
+        assert key in tags["scalars"], key
+    assert "loop/contraction_bound" in tags["scalars"]
+    assert "loop/imagine_iters" in tags["histograms"]
+    assert events.Images("eval/open_loop_video")[-1].encoded_image_string[:4] == b"GIF8"
+
+    assert cli(f"train {base} --steps 300 --out {run}") == 2  # the folder holds a run
+    assert "--resume" in capsys.readouterr().err
+    assert cli(f"train --resume {run} --steps 350 --quiet --no-video --no-tensorboard") == 0
+    assert len(Replay.load(run / "replay")) == 350
+    assert cli(f"train --resume {run} --env Pendulum-v1 --quiet") == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+    assert cli(f"eval --run {run} --episodes 2") == 0
+    assert "over 2 episodes" in capsys.readouterr().out
+
+    video = tmp_path / "agent.mp4"
+    assert cli(f"video --run {run} --steps 12 --size 64 --out {video}") == 0
+    import imageio.v3 as iio
+
+    frames = iio.imread(video)
+    assert frames.shape[0] == 13 and frames.shape[2] == 3 * 64  # the start frame + 12 steps
