@@ -98,7 +98,6 @@ def train(
     make_agent: Callable[..., Any] = DreamerAgent,
     make_replay: Callable[..., Any] = _default_replay,
     make_logger: Callable[[Path], Any] = TensorBoardLogger,
-    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train an agent online on a real env; returns the run's summary (also metrics.json).
 
@@ -110,8 +109,9 @@ def train(
         tensorboard: write TensorBoard logs to ``run_dir/tensorboard``.
         video: write ``run_dir/videos/final.mp4`` at the end (needs a GL backend).
         make_env, make_agent, make_replay, make_logger: factories (tests pass fakes).
-        stop_after: stop (as a kill would, without the final steps) after this many real
-            steps of this call; for tests of resuming.
+
+    An interrupt (Ctrl-C) or an error still writes every collected transition to the
+    replay folder; ``resume=True`` continues from the last checkpoint with all of them.
     """
     run_dir = Path(run_dir)
     config = _resolve_config(config, run_dir, resume)
@@ -148,11 +148,8 @@ def train(
         desc=f"train {config.env_id}",
         disable=None if progress is None else not progress,
     )
-    steps_this_call = 0
     try:
         while counters["env_steps"] < config.steps:
-            if stop_after is not None and steps_this_call >= stop_after:
-                return {"stopped": True, **counters}
             step = counters["env_steps"]
             if step < config.prefill:
                 action = env.action_space.sample()
@@ -161,7 +158,6 @@ def train(
             next_obs, reward, terminated, truncated, _ = env.step(action)
             replay.add(obs, action, reward, next_obs, terminated, truncated)
             counters["env_steps"] = step = step + 1
-            steps_this_call += 1
             episode_return += float(reward)
             episode_length += 1
             if terminated or truncated:
@@ -205,8 +201,7 @@ def train(
         bar.close()
         env.close()
         eval_env.close()
-        if stop_after is None:
-            replay.close()
+        replay.close()
         logger.close()
 
     summary = _summary(config, agent, counters, evaluations)

@@ -170,27 +170,42 @@ def test_short_training_run_beats_a_random_policy(tmp_path):
     assert trained > random_return + 3.0, (trained, random_return)
 
 
-def test_kill_and_resume_keeps_counters_and_stored_transitions(tmp_path):
+class InterruptedEnv(ReachOriginEnv):
+    """Raises KeyboardInterrupt (a Ctrl-C) at its ``at``-th step."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.steps = at, 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == self.at:
+            raise KeyboardInterrupt
+        return super().step(action)
+
+
+def test_interrupt_and_resume_keep_counters_and_every_stored_transition(tmp_path):
     run = tmp_path / "run"
     config = tiny_train_config()
-    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
-    stopped = train(config, run, stop_after=250, **common)  # killed after a checkpoint at 200
-    assert stopped["stopped"]
+    common = dict(progress=False, tensorboard=False, video=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run, make_env=lambda _: InterruptedEnv(at=251), **common)
     on_disk = Replay.load(run / "replay")
-    assert len(on_disk) == 200  # the checkpoint flushed the replay; later steps were in memory
+    assert len(on_disk) == 250 and on_disk.truncated[-1]  # all 250 steps, the last cut short
     checkpoint = load_checkpoint(run / "agent.pt")
-    assert checkpoint["counters"]["env_steps"] == 200
-    updates_at_kill = int(checkpoint["agent"]["updates"])
+    assert checkpoint["counters"]["env_steps"] == 200  # the last checkpoint
+    updates_at_checkpoint = int(checkpoint["agent"]["updates"])
 
-    summary = train(None, run, resume=True, **common)
+    summary = train(None, run, resume=True, make_env=fake_env, **common)
     assert summary["env_steps"] == 300
     replay = Replay.load(run / "replay")
     assert len(replay) == 300
-    for field in ("obs", "action", "reward", "next_obs"):
-        np.testing.assert_array_equal(getattr(replay, field)[:200], getattr(on_disk, field))
-    assert replay.truncated[199]  # the episode the kill cut short is closed, not continued
-    # 100 more real steps at 0.5 updates per step continue the update counter.
-    assert summary["updates"] == updates_at_kill + 50
+    for field in ("obs", "action", "reward", "next_obs", "truncated"):
+        np.testing.assert_array_equal(getattr(replay, field)[:250], getattr(on_disk, field))
+    assert replay.episode[250] == replay.episode[249] + 1  # a new episode after the resume
+    # The step counter resumes at 250 (every stored step counts), the agent from its
+    # checkpoint at 200: 50 more steps at 0.5 updates per step.
+    assert summary["updates"] == updates_at_checkpoint + 25
     assert [e["env_steps"] for e in summary["evaluations"]] == [150, 300]
 
 
