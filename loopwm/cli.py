@@ -84,6 +84,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         seed=args.seed,
     )
+    from loopwm.distributed import launched_by_torchrun
+
     out = args.out or f"runs/fit/{args.model}"
     model, result = fit(
         args.data,
@@ -95,7 +97,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         progress=_progress(args),
         device=args.device,
         logdir=None if args.no_tensorboard else f"{out}/tensorboard",
+        distributed=args.distributed or launched_by_torchrun(),
     )
+    if "heldout" not in result:
+        return 0  # a rank > 0 of a distributed run: rank 0 reports and writes
     held = result["heldout"]
     k = held["horizon"]
     print(
@@ -307,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="output folder (default runs/fit/MODEL)")
     p.add_argument("--no-tensorboard", action="store_true", help="no logs in OUT/tensorboard")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="DistributedDataParallel across torchrun's processes (automatic under torchrun)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_fit)
 

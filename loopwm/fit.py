@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ from tqdm.auto import tqdm
 
 from loopwm.checkpoint import atomic_write, save
 from loopwm.config import FitConfig, LoopWMConfig
+from loopwm.distributed import LossModule
 from loopwm.losses import batch_to_tensors, world_model_loss
 from loopwm.models import build_model
-from loopwm.replay import Replay
+from loopwm.replay import Replay, split_episode_ids
 from loopwm.summaries import TensorBoardLogger
 from loopwm.world_model import WorldModel
 
@@ -97,6 +100,8 @@ def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=Non
     can draw imagined states; other envs get no video (their scalars still go out)."""
     from loopwm.envs.render import check_renderable
 
+    if env_id is None:
+        return  # a dataset without an env id: nothing to render
     try:
         check_renderable(env_id)
     except ValueError:
@@ -124,7 +129,7 @@ class WorldModelTrainer:
         config: batch size, horizon, learning rate, loss weights, seed of the batch sampler.
     """
 
-    def __init__(self, model: WorldModel, config: FitConfig) -> None:
+    def __init__(self, model: WorldModel, config: FitConfig, *, ddp: bool = False) -> None:
         self.model = model
         self.config = config
         self.optimizer = torch.optim.AdamW(
@@ -132,6 +137,15 @@ class WorldModelTrainer:
         )
         self.rng = np.random.default_rng(config.seed)
         self.steps = 0
+        # The loss as a module: DistributedDataParallel syncs gradients of forward calls.
+        loss = LossModule(model, partial(world_model_loss, cfg=config))
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = _device(model)
+            ids = [device] if device.type == "cuda" else None
+            loss = DistributedDataParallel(loss, device_ids=ids)
+        self._loss = loss
 
     def train_step(self, replay: Replay) -> dict[str, float]:
         """One gradient step on a batch of open-loop windows; returns its metrics."""
@@ -139,7 +153,7 @@ class WorldModelTrainer:
         self.model.train()
         window = replay.sample_sequences(cfg.batch_size, cfg.horizon, self.rng)
         batch = batch_to_tensors(window, _device(self.model))
-        loss, metrics = world_model_loss(self.model, batch, cfg)
+        loss, metrics = self._loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"world-model loss became {float(loss)} at step {self.steps}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -162,6 +176,7 @@ def fit(
     progress: bool | None = None,
     device: str = "cpu",
     logdir: str | os.PathLike | None = None,
+    distributed: bool = False,
 ) -> tuple[WorldModel, dict[str, Any]]:
     """Train world model ``model`` on a dataset folder (or :class:`Replay`).
 
@@ -171,37 +186,112 @@ def fit(
     with ``logdir``, TensorBoard scalars (``wm/*``, ``loop/*``, ``eval/*``), histograms of
     the held-out loop iterations, and an open-loop prediction video where the env renders.
 
+    With ``distributed`` (or under ``torchrun``), every process trains on its shard of the
+    training episodes with ``batch_size / world_size`` windows per step and
+    DistributedDataParallel; only rank 0 evaluates, logs and writes (see
+    :mod:`loopwm.distributed`).
+
     Returns:
-        ``(model, metrics)``.
+        ``(model, metrics)`` (on ranks > 0, metrics hold only the rank and the config).
     """
     cfg = config or FitConfig()
-    replay = data if isinstance(data, Replay) else Replay.load(data)
-    train, heldout = replay.split(cfg.holdout_fraction, cfg.seed)
+    if not distributed:
+        replay = data if isinstance(data, Replay) else Replay.load(data)
+        train, heldout = replay.split(cfg.holdout_fraction, cfg.seed)
+        return _fit(
+            train, heldout, model, preset, model_overrides, cfg, out, progress, device, logdir
+        )
+    from loopwm import distributed as dist_utils
+
+    ctx = dist_utils.init_distributed(device)
+    try:
+        if cfg.batch_size % ctx.world_size:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} is the global batch: it must be divisible by "
+                f"the {ctx.world_size} processes"
+            )
+        ids = np.unique(data.episode) if isinstance(data, Replay) else Replay.episode_ids(data)
+        train_ids, heldout_ids = split_episode_ids(ids, cfg.holdout_fraction, cfg.seed)
+
+        def read(episodes: np.ndarray) -> Replay:
+            if isinstance(data, Replay):
+                return data.select_episodes(episodes)
+            return Replay.load(data, episodes=episodes)
+
+        train = read(dist_utils.shard(train_ids, ctx))
+        heldout = read(heldout_ids) if ctx.is_main else None
+        return _fit(
+            train,
+            heldout,
+            model,
+            preset,
+            model_overrides,
+            cfg,
+            out,
+            progress,
+            ctx.device,
+            logdir,
+            ctx=ctx,
+        )
+    finally:
+        dist_utils.shutdown()
+
+
+def _fit(
+    train: Replay,
+    heldout: Replay | None,
+    model: str,
+    preset: str,
+    model_overrides: dict[str, Any] | None,
+    cfg: FitConfig,
+    out: str | os.PathLike | None,
+    progress: bool | None,
+    device: str | torch.device,
+    logdir: str | os.PathLike | None,
+    ctx=None,
+) -> tuple[WorldModel, dict[str, Any]]:
+    main = ctx is None or ctx.is_main
     overrides = dict(model_overrides or {})
+    obs_dim, action_dim = train.obs_dim, train.action_dim
     if model == "loopwm-fixed" and "max_iters" not in overrides:
         # The fixed-iteration ablation runs as many iterations as LoopWM trains with.
-        base = LoopWMConfig.preset(preset, obs_dim=replay.obs_dim, action_dim=replay.action_dim)
+        base = LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim)
         mean = overrides.get("train_iters_mean", base.train_iters_mean)
         overrides["max_iters"] = max(1, round(mean))
-    model_cfg = LoopWMConfig.preset(
-        preset, obs_dim=replay.obs_dim, action_dim=replay.action_dim, **overrides
-    )
-    torch.manual_seed(cfg.seed)
-    trainer = WorldModelTrainer(build_model(model, model_cfg).to(device), cfg)
+    model_cfg = LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim, **overrides)
+    torch.manual_seed(cfg.seed)  # the same initial parameters on every rank
+    world_model = build_model(model, model_cfg).to(device)
+    if ctx is None:
+        world_model.set_obs_normalizer(*obs_statistics(train))
+        trainer = WorldModelTrainer(world_model, cfg)
+    else:
+        from loopwm.distributed import global_obs_statistics
+
+        obs = np.concatenate([train.obs, train.next_obs])
+        world_model.set_obs_normalizer(*global_obs_statistics(obs, ctx.device))
+        # Each rank draws its share of the global batch, from its own sampler stream.
+        local = dataclasses.replace(
+            cfg, batch_size=cfg.batch_size // ctx.world_size, seed=cfg.seed + ctx.rank
+        )
+        trainer = WorldModelTrainer(world_model, local, ddp=True)
+        counts = torch.tensor([len(train), train.num_episodes], device=ctx.device)
+        torch.distributed.all_reduce(counts)
+        train_transitions, train_episodes = (int(v) for v in counts)
     wm = trainer.model
-    wm.set_obs_normalizer(*obs_statistics(train))
+    if ctx is None:
+        train_transitions, train_episodes = len(train), train.num_episodes
 
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
-    disable = None if progress is None else not progress
+    disable = (None if progress is None else not progress) if main else True
     bar = tqdm(range(1, cfg.steps + 1), desc=f"fit {model}", disable=disable)
-    logger = TensorBoardLogger(logdir) if logdir is not None else None
+    logger = TensorBoardLogger(logdir) if logdir is not None and main else None
     for step in bar:
         metrics = trainer.train_step(train)
         bar.set_postfix(loss=f"{metrics['wm/loss']:.4f}", iters=f"{metrics['loop/iters_mean']:.1f}")
         if logger is not None and (step % LOG_EVERY == 0 or step == 1):
             logger.scalars(metrics, step)
-        if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
+        if main and (step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0)):
             held = evaluate(wm, heldout, cfg.eval_horizon)
             record = {"step": step, **metrics, **_scalars("eval/", held)}
             history.append(record)
@@ -210,15 +300,18 @@ def fit(
     train_seconds = time.perf_counter() - started
     if logger is not None:
         logger.close()
-
     wm.eval()
+    if not main:
+        return wm, {"rank": ctx.rank, "config": wm.config.to_dict()}
+
+    env_id = train.meta.get("env_id")
     result: dict[str, Any] = {
         "model": model,
         "preset": preset,
-        "env_id": replay.meta.get("env_id"),
+        "env_id": env_id,
         "parameters": wm.num_parameters(),
-        "train_transitions": len(train),
-        "train_episodes": train.num_episodes,
+        "train_transitions": train_transitions,
+        "train_episodes": train_episodes,
         "heldout_episodes": heldout.num_episodes,
         "train_seconds": round(train_seconds, 2),
         "heldout": _scalars("", evaluate(wm, heldout, cfg.eval_horizon), keep_lists=True),
@@ -227,11 +320,14 @@ def fit(
         "fit_config": {k: v for k, v in vars(cfg).items()},
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
     }
+    if ctx is not None:
+        result["world_size"] = ctx.world_size
+        result["backend"] = ctx.backend
     if wm.looped:
         result["contraction_bound"] = wm.contraction_bound()
     if out is not None:
         out = Path(out)
-        save(wm, out / "model.safetensors", extra={"env_id": replay.meta.get("env_id")})
+        save(wm, out / "model.safetensors", extra={"env_id": env_id})
         text = json.dumps(result, indent=2)
 
         def write(tmp: str) -> None:

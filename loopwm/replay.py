@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,29 +247,20 @@ class Replay:
         return len(np.unique(self.episode))
 
     @classmethod
-    def load(cls, root: str | os.PathLike) -> Replay:
-        """Read every chunk of a dataset folder written by :class:`ReplayWriter`."""
+    def load(cls, root: str | os.PathLike, *, episodes: np.ndarray | None = None) -> Replay:
+        """Read a dataset folder written by :class:`ReplayWriter`.
+
+        Args:
+            episodes: keep only these episode ids (a shard); only they are held in memory.
+        """
         root = Path(root)
-        meta_path = root / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{root} holds no loopwm dataset (no meta.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path}: invalid JSON ({err})") from None
-        if meta.get("format") != REPLAY_FORMAT or meta.get("version") != REPLAY_VERSION:
-            raise ValueError(f"{meta_path}: not a loopwm replay of version {REPLAY_VERSION}")
-        chunks = sorted(root.glob("chunk_*.npz"))
-        if not chunks:
-            raise ValueError(f"{root}: dataset has no chunks (was the collection empty?)")
+        meta = _read_meta(root)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
-        for path in chunks:
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    for k in FIELDS:
-                        parts[k].append(data[k])
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-                raise ValueError(f"{path}: corrupt dataset chunk ({err})") from None
+        for path in _chunk_paths(root):
+            with _open_chunk(path) as data:
+                keep = None if episodes is None else np.isin(data["episode"], episodes)
+                for k in FIELDS:
+                    parts[k].append(data[k] if keep is None else data[k][keep])
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
         if (
             arrays["obs"].shape[1] != meta["obs_dim"]
@@ -278,6 +271,17 @@ class Replay:
             raise ValueError(f"{root}: chunks are out of episode order")
         return cls(**arrays, meta=meta)
 
+    @staticmethod
+    def episode_ids(root: str | os.PathLike) -> np.ndarray:
+        """The episode ids of a dataset folder, reading only that column of each chunk."""
+        root = Path(root)
+        _read_meta(root)
+        ids = []
+        for path in _chunk_paths(root):
+            with _open_chunk(path) as data:
+                ids.append(np.unique(data["episode"]))
+        return np.unique(np.concatenate(ids))
+
     def select_episodes(self, episodes: np.ndarray) -> Replay:
         """The sub-replay holding exactly the given episode ids."""
         keep = np.isin(self.episode, episodes)
@@ -285,13 +289,8 @@ class Replay:
 
     def split(self, holdout_fraction: float, seed: int) -> tuple[Replay, Replay]:
         """Split by whole episodes into ``(train, heldout)``; at least one episode each."""
-        ids = np.unique(self.episode)
-        if len(ids) < 2:
-            raise ValueError("need at least 2 episodes to hold some out; collect more steps")
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(ids)
-        n_held = min(max(1, round(holdout_fraction * len(ids))), len(ids) - 1)
-        return self.select_episodes(perm[n_held:]), self.select_episodes(perm[:n_held])
+        train, heldout = split_episode_ids(np.unique(self.episode), holdout_fraction, seed)
+        return self.select_episodes(train), self.select_episodes(heldout)
 
     def sample_sequences(self, batch_size: int, horizon: int, rng: np.random.Generator) -> dict:
         """Random windows of ``horizon`` transitions, masked past the end of the episode."""
@@ -313,6 +312,59 @@ class Replay:
 
     def _windows(self, start: np.ndarray, horizon: int) -> dict:
         return windows(self, start, self.episode_end[start], horizon)
+
+
+def split_episode_ids(
+    ids: np.ndarray, holdout_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_ids, heldout_ids)``: a seeded permutation of whole episodes."""
+    if len(ids) < 2:
+        raise ValueError("need at least 2 episodes to hold some out; collect more steps")
+    perm = np.random.default_rng(seed).permutation(ids)
+    n_held = min(max(1, round(holdout_fraction * len(ids))), len(ids) - 1)
+    return perm[n_held:], perm[:n_held]
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    meta_path = root / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{root} holds no loopwm dataset (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: invalid JSON ({err})") from None
+    if meta.get("format") != REPLAY_FORMAT or meta.get("version") != REPLAY_VERSION:
+        raise ValueError(f"{meta_path}: not a loopwm replay of version {REPLAY_VERSION}")
+    return meta
+
+
+def _chunk_paths(root: Path) -> list[Path]:
+    chunks = sorted(root.glob("chunk_*.npz"))
+    if not chunks:
+        raise ValueError(f"{root}: dataset has no chunks (was the collection empty?)")
+    return chunks
+
+
+@contextmanager
+def _open_chunk(path: Path) -> Iterator[Any]:
+    """A chunk's arrays, read lazily per column; corrupt files raise ValueError."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: corrupt dataset chunk ({err})") from None
+    with data:
+        yield _CheckedChunk(data, path)
+
+
+class _CheckedChunk:
+    def __init__(self, data: Any, path: Path) -> None:
+        self.data, self.path = data, path
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self.data[key]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{self.path}: corrupt dataset chunk ({err})") from None
 
 
 def windows(columns: Any, start: np.ndarray, end: np.ndarray, horizon: int) -> dict:
