@@ -35,8 +35,6 @@ from loopwm.fit import WorldModelTrainer, obs_statistics
 from loopwm.models import build_model
 from loopwm.networks import mlp, symexp, symlog
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
-
 
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
     """Raise ``TypeError`` unless observations are flat Box vectors and actions bounded Box."""
@@ -57,42 +55,51 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
 
 
 class Actor(nn.Module):
-    """Squashed Gaussian policy on the latent: actions in ``[-1, 1]``."""
+    """Gaussian policy on the latent with a tanh-bounded mean and a bounded std.
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int) -> None:
+    As in DreamerV3: the mean is ``tanh(.)`` in ``[-1, 1]`` and the std lies in
+    ``[min_std, max_std]``, so exploration never collapses to a saturated deterministic
+    action (a squashed Gaussian can drive its pre-tanh mean far out, where its gradient
+    vanishes). Samples are clipped to ``[-1, 1]`` with a straight-through gradient.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        hidden_dim: int,
+        min_std: float = 0.1,
+        max_std: float = 1.0,
+    ) -> None:
         super().__init__()
         self.net = mlp(latent_dim, hidden_dim, 2 * action_dim)
+        self.min_std, self.max_std = min_std, max_std
 
-    def distribution(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.net(latent).chunk(2, dim=-1)  # (B, A) each
-        log_std = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * torch.sigmoid(log_std)
-        return mean, log_std.exp()
+    def distribution(self, latent: torch.Tensor) -> torch.distributions.Normal:
+        mean, std = self.net(latent).chunk(2, dim=-1)  # (B, A) each
+        std = self.min_std + (self.max_std - self.min_std) * torch.sigmoid(std + 2.0)
+        return torch.distributions.Normal(torch.tanh(mean), std)
 
     def sample(
         self, latent: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised sample (B, A) and its log-probability (B,)."""
-        mean, std = self.distribution(latent)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
-        pre_tanh = mean + std * noise
-        action = torch.tanh(pre_tanh)
-        log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh)
-        # tanh change of variables, in the numerically stable form used by SAC.
-        log_prob = log_prob - 2.0 * (
-            np.log(2.0) - pre_tanh - nn.functional.softplus(-2.0 * pre_tanh)
-        )
-        return action, log_prob.sum(-1)
+        """Reparameterised sample (B, A) in ``[-1, 1]`` and its log-probability (B,)."""
+        dist = self.distribution(latent)
+        noise = torch.randn(dist.loc.shape, generator=generator, dtype=dist.loc.dtype)
+        raw = dist.loc + dist.scale * noise.to(dist.loc.device)
+        action = raw + (raw.clamp(-1.0, 1.0) - raw).detach()  # straight-through clip
+        return action, dist.log_prob(raw.detach()).sum(-1)
 
     def log_prob(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Log-probability (B,) of actions (B, A) in ``(-1, 1)``."""
-        mean, std = self.distribution(latent)
-        action = action.clamp(-1 + 1e-6, 1 - 1e-6)
-        pre_tanh = torch.atanh(action)
-        log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh)
-        return (log_prob - torch.log1p(-action.pow(2))).sum(-1)
+        """Log-probability (B,) of actions (B, A)."""
+        return self.distribution(latent).log_prob(action).sum(-1)
+
+    def entropy(self, latent: torch.Tensor) -> torch.Tensor:
+        """Entropy (B,) of the action distribution (analytic, before clipping)."""
+        return self.distribution(latent).entropy().sum(-1)
 
     def mode(self, latent: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.distribution(latent)[0])
+        return self.distribution(latent).loc
 
 
 class Critic(nn.Module):
@@ -258,11 +265,14 @@ class DreamerAgent:
         self.updates += 1
         return metrics
 
-    def imagine(self, start: torch.Tensor, horizon: int, *, grad: bool) -> Imagination:
+    def imagine(
+        self, start: torch.Tensor, horizon: int, *, grad: bool, through_model: bool = True
+    ) -> Imagination:
         """Roll the actor out ``horizon`` steps in the world model from latents (B, D).
 
-        With ``grad`` the rollout is differentiable with respect to the actor's actions
-        (the world model's own parameters receive no gradient).
+        With ``grad``, log-probabilities are differentiable with respect to the actor, and
+        with ``through_model`` so are the imagined latents, rewards and continuations (the
+        world model's own parameters receive no gradient).
         """
         wm = self.world_model
         wm.eval()  # inference-time halting; phantom gradient through the fixed point
@@ -279,8 +289,12 @@ class DreamerAgent:
             for _ in range(horizon):
                 latent = latents[-1]
                 action, log_prob = self.actor.sample(latent, self.generator)
+                model_action = action if through_model else action.detach()
                 out = wm._step(
-                    latent, self.to_env(action), tol=wm.config.tol, max_iters=wm.config.max_iters
+                    latent,
+                    self.to_env(model_action),
+                    tol=wm.config.tol,
+                    max_iters=wm.config.max_iters,
                 )
                 latents.append(out.latent)
                 actions.append(action)
@@ -309,12 +323,7 @@ class DreamerAgent:
         dynamics = cfg.actor_grad == "dynamics"
         wm.requires_grad_(False)
         try:
-            rollout = self.imagine(start, cfg.horizon, grad=dynamics)
-            if not dynamics:
-                # Score-function gradient: re-evaluate the log-probabilities with autograd.
-                flat = rollout.latent[:, :-1].flatten(0, 1)
-                log_prob = self.actor.log_prob(flat, rollout.action.flatten(0, 1))
-                rollout.log_prob = log_prob.reshape(rollout.reward.shape)
+            rollout = self.imagine(start, cfg.horizon, grad=True, through_model=dynamics)
             value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable
         finally:
             wm.requires_grad_(True)
@@ -332,7 +341,8 @@ class DreamerAgent:
             )
             scale = max(1.0, self.return_scale)
 
-        entropy = -rollout.log_prob  # (B, H) single-sample entropy estimate
+        flat = rollout.latent[:, :-1].detach().flatten(0, 1)  # (B * H, D)
+        entropy = self.actor.entropy(flat).reshape(rollout.reward.shape)  # (B, H)
         if dynamics:
             objective = returns / scale
         else:
