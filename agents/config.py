@@ -78,7 +78,7 @@ class DreamerConfig:
     """lambda of the lambda-returns."""
     hidden_dim: int = 256
     """Width of the actor and critic MLPs."""
-    actor_lr: float = 3e-4
+    actor_lr: float = 1e-4
     critic_lr: float = 3e-4
     grad_clip: float = 100.0
     """Global gradient-norm clip of actor and critic."""
