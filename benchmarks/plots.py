@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from tables import dyna_reports  # noqa: E402  (the script's own folder is on sys.path)
+from tables import agent_runs, dyna_reports  # noqa: E402  (the script's own folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -87,6 +87,29 @@ def plot_dyna() -> Path:
     return _save(fig, "dyna_sac.png")
 
 
+def plot_agent() -> Path:
+    """Learning curves: real-env return against real steps, mean ± std over seeds."""
+    import numpy as np
+
+    runs = agent_runs()
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
+    for ax, (env_id, variants) in zip(axes[0], runs.items(), strict=True):
+        for variant, seeds in variants.items():
+            curves = [
+                {p["env_steps"]: p["return_mean"] for p in r["curve"]} for r in seeds.values()
+            ]
+            steps = sorted(set.intersection(*(set(c) for c in curves)))
+            values = np.array([[c[k] for k in steps] for c in curves])  # (seeds, points)
+            mean, std = values.mean(0), values.std(0)
+            ax.plot(steps, mean, "o-", label=f"{variant} ({len(curves)} seeds)")
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.set_title(env_id)
+        ax.set_xlabel("real env steps")
+        ax.set_ylabel("eval return (5 episodes)")
+        ax.legend(fontsize=7)
+    return _save(fig, "agent.png")
+
+
 def _save(fig, name: str) -> Path:
     path = RESULTS / name
     fig.tight_layout()
@@ -96,5 +119,5 @@ def _save(fig, name: str) -> Path:
 
 
 if __name__ == "__main__":
-    for plot in (plot_fit, plot_throughput, plot_dyna):
+    for plot in (plot_fit, plot_throughput, plot_dyna, plot_agent):
         print(f"wrote {plot()}")

@@ -65,6 +65,39 @@ def dyna_table() -> str:
     return "\n".join(rows)
 
 
+def agent_runs() -> dict:
+    """``{env: {variant: {seed: record}}}`` merged from every results/agent*.json."""
+    runs: dict = {}
+    for path in sorted(RESULTS.glob("agent*.json")):
+        for env_id, variants in json.loads(path.read_text())["runs"].items():
+            for variant, seeds in variants.items():
+                runs.setdefault(env_id, {}).setdefault(variant, {}).update(seeds)
+    return runs
+
+
+def agent_table() -> str:
+    import numpy as np
+
+    rows = [
+        "| env | agent | real steps | eval return (mean ± std over seeds) | per seed | "
+        "ms per real step | wall seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for env_id, variants in agent_runs().items():
+        for variant, seeds in variants.items():
+            finals = [r["curve"][-1]["return_mean"] for r in seeds.values()]
+            steps = {r["steps"] for r in seeds.values()}
+            wall = [r["wall_seconds"] for r in seeds.values()]
+            per_step = [r["wall_seconds"] / r["steps"] * 1000 for r in seeds.values()]
+            rows.append(
+                f"| {env_id} | {variant} | {'/'.join(map(str, sorted(steps)))} | "
+                f"{np.mean(finals):.1f} ± {np.std(finals):.1f} | "
+                f"{', '.join(f'{v:.0f}' for v in finals)} | {np.mean(per_step):.1f} | "
+                f"{np.mean(wall):.0f} |"
+            )
+    return "\n".join(rows)
+
+
 def dyna_reports() -> list[dict]:
     """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
     names = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
@@ -76,6 +109,7 @@ if __name__ == "__main__":
         ("fit", fit_table),
         ("throughput", throughput_table),
         ("dyna", dyna_table),
+        ("agent", agent_table),
     ):
         try:
             print(f"<!-- {title} -->\n{table()}\n")

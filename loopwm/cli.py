@@ -279,6 +279,21 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from loopwm.bench import available, benchmarks_folder, run_benchmarks
+
+    if not args.names:
+        folder = benchmarks_folder()
+        print(f"benchmarks in {folder}: {', '.join(available(folder))} (or 'all')")
+        return 0
+    results = run_benchmarks(
+        args.names, quick=args.quick, extra=args.args, progress=_progress(args)
+    )
+    for name, code, seconds in results:
+        print(f"{name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {seconds:.0f} s")
+    return 0 if all(code == 0 for _, code, _ in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loopwm", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -356,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/dream/ALGO)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_dream)
+
+    p = sub.add_parser("bench", help="run benchmark scripts (writes benchmarks/results/)")
+    p.add_argument("names", nargs="*", help="benchmark names or 'all' (none: list them)")
+    p.add_argument("--quick", action="store_true", help="smoke runs that write nothing")
+    p.add_argument(
+        "--args", nargs=argparse.REMAINDER, default=[], help="arguments for the one benchmark"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("video", help="video of real vs imagined rollouts with loop iterations")
     p.add_argument("--checkpoint", help="world model from `loopwm fit` (or use --run)")

@@ -128,3 +128,13 @@ def test_train_eval_video_and_resume(tmp_path, capsys):
 
     frames = iio.imread(video)
     assert frames.shape[0] == 13 and frames.shape[2] == 3 * 64  # the start frame + 12 steps
+
+
+def test_bench_lists_scripts_and_refuses_unknown_names(capsys):
+    assert cli("bench") == 0
+    listed = capsys.readouterr().out
+    for name in ("agent", "fit_baselines", "dream_throughput", "adaptive_compute"):
+        assert name in listed
+    assert "tables" not in listed and "plots" not in listed
+    assert cli("bench no_such_benchmark --quick") == 2
+    assert "unknown benchmark" in capsys.readouterr().err
