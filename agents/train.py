@@ -266,6 +266,7 @@ def _evaluate(agent, env, config: TrainConfig, step: int, started: float, logger
 def _checkpoint(run_dir, agent, replay, counters, evaluations, config) -> None:
     replay.flush()  # the replay on disk first: a checkpoint never counts unsaved steps
     save_checkpoint(run_dir, agent, {**counters, "evaluations": evaluations}, config.env_id)
+    write_json(run_dir / "metrics.json", _summary(config, agent, counters, evaluations))
 
 
 def _summary(config: TrainConfig, agent, counters: dict, evaluations: list) -> dict[str, Any]:
@@ -330,6 +331,8 @@ def _real_frames(agent, env_id: str, *, steps: int, seed: int) -> list[np.ndarra
             if terminated or truncated:
                 obs, _ = env.reset()
                 agent.reset()
-        return frames
+        # Video encoders want sides that are multiples of 16: crop the border.
+        height, width = (side - side % 16 for side in frames[0].shape[:2])
+        return [frame[:height, :width] for frame in frames]
     finally:
         env.close()

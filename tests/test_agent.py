@@ -269,3 +269,17 @@ def test_load_agent_restores_the_trained_policy(tmp_path, monkeypatch):
     obs = np.array([0.5], np.float32)
     again, _, _ = load_agent(run)
     assert np.array_equal(agent.act(obs, explore=False), again.act(obs, explore=False))
+
+
+def test_final_video_falls_back_to_real_frames_where_imagination_cannot_render(tmp_path):
+    import gymnasium as gym
+    import imageio.v3 as iio
+
+    from loopwm.agents.train import _final_video
+
+    env = gym.make("Pendulum-v1")  # classic control: no MuJoCo state to draw imagination in
+    agent = DreamerAgent(env.observation_space, env.action_space, TINY)
+    path = _final_video(agent, TrainConfig(env_id="Pendulum-v1"), tmp_path)
+    frames = iio.imread(path)
+    assert frames.shape[0] == 200
+    assert frames.shape[1] % 16 == 0 and frames.shape[2] % 16 == 0
