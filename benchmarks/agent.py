@@ -1,0 +1,178 @@
+"""Real-env return of the DreamerAgent (`loopwm train`) against SB3 SAC, same budget.
+
+For every env, variant and seed: train online for the env's real-step budget, evaluating
+the greedy policy on the real env (5 episodes, the same evaluation seeds for every
+variant) at fixed step counts. Variants:
+
+- ``dreamer``: ``loopwm train`` defaults (LoopWM ``small``, actor acts, no planner).
+- ``dreamer-mppi``: the same agent planning with MPPI at every action (critic as
+  terminal value): what planning adds.
+- ``sac``: stable-baselines3 SAC with its default hyperparameters.
+
+    python benchmarks/agent.py                         # InvertedPendulum-v5 + Pendulum-v1
+    python benchmarks/agent.py --envs HalfCheetah-v5 --seeds 0 --out results/agent_cheetah.json
+    python benchmarks/agent.py --quick                 # smoke run, writes nothing
+
+Results are rewritten after every run, so an interrupted benchmark keeps what finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
+
+from loopwm.agents import DreamerConfig, PlannerConfig, TrainConfig, train
+
+RESULTS = Path(__file__).parent / "results" / "agent.json"
+RUNS = Path("runs/bench/agent")
+EVAL_EPISODES = 5
+EVAL_SEED = 10_000  # loopwm.agents.train evaluates from seed + 10_000 too
+BUDGETS = {  # env: (real steps, evaluate every)
+    "InvertedPendulum-v5": (5_000, 1_000),
+    "Pendulum-v1": (10_000, 2_000),
+    "HalfCheetah-v5": (50_000, 10_000),
+}
+VARIANTS = ("dreamer", "sac", "dreamer-mppi")
+
+
+class EvalEvery(BaseCallback):
+    """Evaluate SAC's deterministic policy like ``loopwm train`` evaluates its agent."""
+
+    def __init__(self, env_id: str, every: int, seed: int) -> None:
+        super().__init__()
+        self.env = gym.make(env_id)
+        self.every, self.seed = every, seed
+        self.records: list[dict] = []
+        self.started = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every == 0:
+            returns = []
+            for episode in range(EVAL_EPISODES):
+                obs, _ = self.env.reset(seed=self.seed + EVAL_SEED + episode)
+                total, done = 0.0, False
+                while not done:
+                    action, _ = self.model.predict(obs, deterministic=True)
+                    obs, reward, terminated, truncated, _ = self.env.step(action)
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
+            self.records.append(_record(self.num_timesteps, returns, self.started))
+        return True
+
+
+def _record(step: int, returns: list[float], started: float) -> dict:
+    return {
+        "env_steps": step,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "returns": returns,
+    }
+
+
+def run_sac(env_id: str, steps: int, every: int, seed: int) -> dict:
+    started = time.perf_counter()
+    callback = EvalEvery(env_id, every, seed)
+    model = SAC("MlpPolicy", env_id, seed=seed, device="cpu", verbose=0)
+    model.learn(steps, callback=callback)
+    return {"curve": callback.records, "wall_seconds": round(time.perf_counter() - started, 2)}
+
+
+def run_dreamer(env_id: str, steps: int, every: int, seed: int, planner: str) -> dict:
+    run_dir = RUNS / env_id / f"dreamer-{planner}" / f"seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    config = TrainConfig(
+        env_id=env_id,
+        steps=steps,
+        eval_every=every,
+        eval_episodes=EVAL_EPISODES,
+        checkpoint_every=every,
+        seed=seed,
+        agent=DreamerConfig(planner=PlannerConfig(kind=planner)),
+    )
+    started = time.perf_counter()
+    summary = train(config, run_dir, progress=False, tensorboard=False, video=False)
+    curve = [
+        {k: e[k] for k in ("env_steps", "wall_seconds", "return_mean", "return_std", "returns")}
+        for e in summary["evaluations"]
+    ]
+    return {
+        "curve": curve,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "updates": summary["updates"],
+        "contraction_bound": summary.get("contraction_bound"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", nargs="+", default=["InvertedPendulum-v5", "Pendulum-v1"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, help="override every env's real-step budget")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, writes nothing")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {
+        "command": "python " + " ".join(sys.argv),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "stable_baselines3": stable_baselines3.__version__,
+            "gymnasium": gym.__version__,
+        },
+        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
+        "eval_episodes": EVAL_EPISODES,
+        "runs": {},
+    }
+    if args.quick:  # one env, one seed, a short budget
+        args.envs, args.seeds = args.envs[:1], args.seeds[:1]
+    if args.out.is_file() and not args.quick:
+        results["runs"] = json.loads(args.out.read_text()).get("runs", {})
+    for env_id in args.envs:
+        steps, every = BUDGETS.get(env_id, (10_000, 2_000))
+        if args.steps:
+            steps, every = args.steps, min(every, args.steps)
+        if args.quick:
+            steps, every = 1_200, 600
+        for variant in args.variants:
+            for seed in args.seeds:
+                print(f"{env_id} {variant} seed {seed}: {steps} real steps", flush=True)
+                if variant == "sac":
+                    record = run_sac(env_id, steps, every, seed)
+                else:
+                    planner = "mppi" if variant == "dreamer-mppi" else "none"
+                    # Planning costs ~20 ms per action: evaluate it half as often.
+                    gap = every if planner == "none" else min(steps, 2 * every + every // 2)
+                    record = run_dreamer(env_id, steps, gap, seed, planner)
+                record["steps"] = steps
+                last = record["curve"][-1]
+                print(
+                    f"  return {last['return_mean']:.1f} +- {last['return_std']:.1f} "
+                    f"in {record['wall_seconds']:.0f} s",
+                    flush=True,
+                )
+                results["runs"].setdefault(env_id, {}).setdefault(variant, {})[str(seed)] = record
+                if not args.quick:
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
