@@ -49,6 +49,8 @@ class PlannerConfig:
             raise ValueError("elites must not exceed samples + policy_samples")
         for name in ("temperature", "min_std", "max_std"):
             _check_positive(name, getattr(self, name))
+        if self.min_std > self.max_std:
+            raise ValueError(f"min_std {self.min_std} exceeds max_std {self.max_std}")
 
 
 def _default_model_fit() -> FitConfig:
@@ -94,8 +96,6 @@ class DreamerConfig:
     """EMA decay of the slow critic that bootstraps the lambda-returns."""
     slow_critic_reg: float = 1.0
     """Weight of the critic's regulariser towards the slow critic's predictions."""
-    cont_threshold: float = 0.5
-    """Continuation probability below which an imagined episode counts as ended (planner)."""
     explore_std: float = 0.0
     """Extra Gaussian action noise while collecting (the actor samples already explore)."""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
@@ -108,7 +108,7 @@ class DreamerConfig:
             _check_positive_int(name, getattr(self, name))
         for name in ("actor_lr", "critic_lr", "grad_clip"):
             _check_positive(name, getattr(self, name))
-        for name in ("gamma", "lam", "return_decay", "slow_critic_decay", "cont_threshold"):
+        for name in ("gamma", "lam", "return_decay", "slow_critic_decay"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")

@@ -276,6 +276,19 @@ class DreamerAgent:
         """
         wm = self.world_model
         wm.eval()  # inference-time halting; phantom gradient through the fixed point
+        trainable = [p for p in wm.parameters() if p.requires_grad]
+        for p in trainable:  # gradients reach the actions, never the model's parameters
+            p.requires_grad_(False)
+        try:
+            return self._imagine(start, horizon, grad=grad, through_model=through_model)
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
+
+    def _imagine(
+        self, start: torch.Tensor, horizon: int, *, grad: bool, through_model: bool
+    ) -> Imagination:
+        wm = self.world_model
         latents, actions, log_probs, rewards, conts, iters, residuals = (
             [start],
             [],
@@ -321,19 +334,19 @@ class DreamerAgent:
         with torch.no_grad():
             start = wm._encode(obs)  # (B, D)
         dynamics = cfg.actor_grad == "dynamics"
-        wm.requires_grad_(False)
-        try:
-            rollout = self.imagine(start, cfg.horizon, grad=True, through_model=dynamics)
-            value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable
-        finally:
-            wm.requires_grad_(True)
+        rollout = self.imagine(start, cfg.horizon, grad=True, through_model=dynamics)
+        value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable
         returns = lambda_returns(rollout.reward, rollout.cont, value, cfg.gamma, cfg.lam)  # (B, H)
         with torch.no_grad():
             discount = cfg.gamma * rollout.cont  # (B, H)
             weight = torch.cumprod(
                 torch.cat([torch.ones_like(discount[:, :1]), discount[:, :-1]], 1), 1
             )
-            low, high = torch.quantile(returns.detach().flatten(), torch.tensor([0.05, 0.95]))
+            flat_returns = returns.detach().flatten()
+            levels = torch.tensor(
+                [0.05, 0.95], device=flat_returns.device, dtype=flat_returns.dtype
+            )
+            low, high = torch.quantile(flat_returns, levels)
             spread = float(high - low)
             decay = cfg.return_decay
             self.return_scale = (

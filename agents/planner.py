@@ -79,7 +79,7 @@ class LatentPlanner:
             elite_score, elite = torch.topk(score, cfg.elites)
             elite_actions = actions[elite]  # (K, H, A)
             if cfg.kind == "mppi":
-                spread = elite_score.std().clamp_min(1e-6)
+                spread = elite_score.std(unbiased=False).clamp_min(1e-6)
                 weight = torch.softmax(
                     (elite_score - elite_score.max()) / (cfg.temperature * spread), 0
                 )

@@ -116,14 +116,21 @@ def train(
     run_dir = Path(run_dir)
     config = _resolve_config(config, run_dir, resume)
     env = make_env(config.env_id)
-    check_spaces(env.observation_space, env.action_space)  # before anything is written
+    check_spaces(env.observation_space, env.action_space)
+    # The agent is built before anything is written: a bad setting leaves no folder behind.
+    agent = make_agent(env.observation_space, env.action_space, config.agent, seed=config.seed)
     eval_env = make_env(config.env_id)
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config)
-    agent = make_agent(env.observation_space, env.action_space, config.agent, seed=config.seed)
     replay = make_replay(run_dir / "replay", env, config, resume)
-    counters = {"env_steps": 0, "episodes": 0, "updates_owed": 0.0, "wall_seconds": 0.0}
+    counters = {
+        "env_steps": 0,
+        "episodes": 0,
+        "updates_owed": 0.0,
+        "wall_seconds": 0.0,
+        "checkpoint_steps": 0,
+    }
     evaluations: list[dict[str, Any]] = []
     if resume and (run_dir / "agent.pt").is_file():
         payload = load_checkpoint(run_dir / "agent.pt")
@@ -132,8 +139,12 @@ def train(
         agent.load_state_dict(payload["agent"])
         counters.update(payload["counters"])
         evaluations = counters.pop("evaluations", [])
-    # Transitions stored after the last checkpoint are kept: they really happened.
+    # Transitions stored after the last checkpoint are kept (they really happened) and
+    # the updates they were owed are run on the next step.
+    since = replay.total - max(counters["checkpoint_steps"], config.prefill)
+    counters["updates_owed"] += max(0, since) * config.train_ratio if resume else 0.0
     counters["env_steps"] = replay.total
+    counters["episodes"] = replay.episodes
     logger = make_logger(run_dir / "tensorboard") if tensorboard else NullLogger()
 
     started = time.perf_counter() - counters["wall_seconds"]
@@ -148,6 +159,30 @@ def train(
         desc=f"train {config.env_id}",
         disable=None if progress is None else not progress,
     )
+
+    def learn(step: int) -> None:
+        nonlocal metrics
+        if step < config.prefill:
+            return
+        if agent.updates == 0:
+            for _ in range(config.pretrain):
+                metrics = agent.update(replay)
+        while counters["updates_owed"] >= 1.0:
+            metrics = agent.update(replay)
+            counters["updates_owed"] -= 1.0
+
+    def evaluate_and_checkpoint(step: int, evaluate: bool, checkpoint: bool) -> None:
+        if evaluate:
+            evaluations.append(_evaluate(agent, eval_env, config, step, started, logger))
+            bar.write(
+                f"step {step}: eval return {evaluations[-1]['return_mean']:.1f} "
+                f"+- {evaluations[-1]['return_std']:.1f}"
+            )
+        if checkpoint:
+            counters["wall_seconds"] = time.perf_counter() - started
+            counters["checkpoint_steps"] = step
+            _checkpoint(run_dir, agent, replay, counters, evaluations, config)
+
     try:
         while counters["env_steps"] < config.steps:
             step = counters["env_steps"]
@@ -173,36 +208,36 @@ def train(
                 obs = next_obs
 
             if step >= config.prefill:
-                if agent.updates == 0:
-                    for _ in range(config.pretrain):
-                        metrics = agent.update(replay)
                 counters["updates_owed"] += config.train_ratio
-                while counters["updates_owed"] >= 1.0:
-                    metrics = agent.update(replay)
-                    counters["updates_owed"] -= 1.0
+            learn(step)
             if metrics and step % config.log_every == 0:
                 _log_training(logger, agent, metrics, step)
-            if step % config.eval_every == 0 or step == config.steps:
-                evaluations.append(_evaluate(agent, eval_env, config, step, started, logger))
-                bar.write(
-                    f"step {step}: eval return {evaluations[-1]['return_mean']:.1f} "
-                    f"+- {evaluations[-1]['return_std']:.1f}"
-                )
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                counters["wall_seconds"] = time.perf_counter() - started
-                _checkpoint(run_dir, agent, replay, counters, evaluations, config)
+            evaluate_and_checkpoint(
+                step,
+                evaluate=step % config.eval_every == 0 or step == config.steps,
+                checkpoint=step % config.checkpoint_every == 0 or step == config.steps,
+            )
             bar.update(1)
             bar.set_postfix(
                 ret=f"{last_return:.1f}",
                 iters=f"{metrics.get('loop/imagine_iters_mean', float('nan')):.1f}",
                 refresh=False,
             )
+        # A run resumed at (or past) its last step still ends with its updates, a final
+        # evaluation and a checkpoint of the agent that produced it.
+        step = counters["env_steps"]
+        learn(step)
+        evaluate_and_checkpoint(
+            step,
+            evaluate=not evaluations or evaluations[-1]["env_steps"] != step,
+            checkpoint=counters["checkpoint_steps"] != step,
+        )
     finally:
+        replay.close()  # first: every collected transition reaches the disk
         bar.close()
+        logger.close()
         env.close()
         eval_env.close()
-        replay.close()
-        logger.close()
 
     summary = _summary(config, agent, counters, evaluations)
     if video:
@@ -241,6 +276,17 @@ def _log_training(logger, agent, metrics: dict[str, float], step: int) -> None:
 
 
 def _evaluate(agent, env, config: TrainConfig, step: int, started: float, logger) -> dict:
+    # Evaluation runs mid-episode: keep the training episode's plan for its next step.
+    planner = getattr(agent, "planner", None)
+    plan = planner._mean if planner is not None else None
+    try:
+        return _evaluate_now(agent, env, config, step, started, logger)
+    finally:
+        if planner is not None:
+            planner._mean = plan
+
+
+def _evaluate_now(agent, env, config: TrainConfig, step: int, started: float, logger) -> dict:
     returns = evaluate_agent(agent, env, config.eval_episodes, seed=config.seed + 10_000)
     record = {
         "env_steps": step,

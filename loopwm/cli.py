@@ -146,7 +146,29 @@ def cmd_dream(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from loopwm.agents import DreamerConfig, PlannerConfig, TrainConfig, train
 
+    # Options left unset fall back to the configs' own defaults (one source of truth).
+    agent_options = {"model": args.model, "preset": args.preset}
+    run_options = {
+        "seed": args.seed,
+        "prefill": args.prefill,
+        "train_ratio": args.train_ratio,
+        "eval_every": args.eval_every,
+        "eval_episodes": args.eval_episodes,
+    }
+    given = {k: v for k, v in {**agent_options, **run_options}.items() if v is not None}
+    if args.planner is not None:
+        given["planner"] = args.planner
+    if args.set:
+        given["set"] = args.set
     if args.resume:
+        if given or args.out:
+            names = ", ".join(
+                f"--{k.replace('_', '-')}" for k in [*given, *(["out"] * bool(args.out))]
+            )
+            raise ValueError(
+                f"--resume continues a run with its own config.json; {names} cannot change it "
+                f"(only --steps can)"
+            )
         run_dir = args.resume
         config = None
         if args.env or args.steps:
@@ -159,22 +181,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.env:
             raise ValueError("--env is required for a new run (or --resume RUN_DIR)")
         agent = DreamerConfig(
-            model=args.model,
-            preset=args.preset,
             model_overrides=_parse_set(args.set),
-            planner=PlannerConfig(kind=args.planner),
+            planner=PlannerConfig(kind=args.planner or "none"),
+            **{k: v for k, v in agent_options.items() if v is not None},
         )
         config = TrainConfig(
             env_id=args.env,
-            steps=args.steps or TrainConfig.steps,
-            prefill=args.prefill,
-            train_ratio=args.train_ratio,
-            eval_every=args.eval_every,
-            eval_episodes=args.eval_episodes,
-            seed=args.seed,
             agent=agent,
+            **({"steps": args.steps} if args.steps else {}),
+            **{k: v for k, v in run_options.items() if v is not None},
         )
         run_dir = args.out or f"runs/train/{args.env.replace('/', '_')}"
+    import signal
+
+    def terminate(signum, frame):  # a scheduler's SIGTERM: stop as Ctrl-C does, data kept
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         summary = train(
             config,
@@ -340,14 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run")
     p.add_argument("--steps", type=int, help="real env steps (default 10000)")
     p.add_argument("--out", help="run folder (default runs/train/ENV)")
-    p.add_argument("--planner", default="none", choices=["none", "mppi", "cem"])
-    p.add_argument("--model", default="loopwm", choices=MODEL_NAMES, help="world model")
-    p.add_argument("--preset", default="small", help="world-model size: tiny, small, default")
-    p.add_argument("--prefill", type=int, default=1000, help="random steps before learning")
-    p.add_argument("--train-ratio", type=float, default=0.5, help="updates per real step")
-    p.add_argument("--eval-every", type=int, default=2500, help="real steps between evals")
-    p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--planner", choices=["none", "mppi", "cem"], help="default none")
+    p.add_argument("--model", choices=MODEL_NAMES, help="world model (default loopwm)")
+    p.add_argument("--preset", help="world-model size: tiny, small (default), default, large")
+    p.add_argument("--prefill", type=int, help="random steps before learning (default 1000)")
+    p.add_argument("--train-ratio", type=float, help="updates per real step (default 0.5)")
+    p.add_argument("--eval-every", type=int, help="real steps between evals (default 2500)")
+    p.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 5)")
+    p.add_argument("--seed", type=int, help="default 0")
     _add_set_option(p)
     p.add_argument("--no-tensorboard", action="store_true", help="no logs in RUN/tensorboard")
     p.add_argument("--no-video", action="store_true", help="no RUN/videos/final.mp4")

@@ -3,8 +3,13 @@
 ``torchrun --nproc-per-node N -m loopwm fit ...`` starts N processes; each joins the
 process group (gloo on CPU, NCCL on GPU), reads only its shard of the training episodes
 from disk, draws ``batch_size / N`` windows per step, and DistributedDataParallel averages
-the gradients, so a step matches one single-process step on the global batch. Only rank 0
-evaluates, logs, and writes checkpoints and videos.
+the gradients. A step is then one step on the global batch, up to weighting: each rank
+normalises its loss by its own windows' weights (which differ where windows run past an
+episode's end) before the ranks are averaged. Only rank 0 evaluates, logs, and writes
+checkpoints and videos; logged training metrics are rank 0's share of the batch.
+
+``LOOPWM_DIST_TIMEOUT`` (seconds, default 600) bounds the rendezvous and every collective:
+a peer that never arrives, or a rank that died, fails the run instead of hanging it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_TIMEOUT_S = 600.0  # rendezvous and every collective (rank 0 evaluates alone)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,10 @@ def _log_evaluation(logger, model, held, heldout, record, step) -> None:
     logger.histogram("loop/iters", held["iters_per_step"], step)
     if model.looped:
         logger.scalars({"loop/contraction_bound": model.contraction_bound()}, step)
-    log_open_loop_video(logger, model, heldout.meta.get("env_id"), step)
+    try:
+        log_open_loop_video(logger, model, heldout.meta.get("env_id"), step)
+    except Exception as err:  # a logging video must never stop a fit
+        warnings.warn(f"no open-loop video logged at step {step}: {err}", stacklevel=2)
 
 
 def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=None) -> None:
@@ -237,6 +241,23 @@ def fit(
         dist_utils.shutdown()
 
 
+def _check_heldout(heldout: Replay | None, horizon: int, ctx) -> None:
+    """Raise on every rank if rank 0's held-out episodes cannot be scored."""
+    problem = ""
+    if heldout is not None:
+        try:
+            heldout.eval_windows(horizon, 1)
+        except ValueError as err:
+            problem = str(err)
+    if ctx is not None:
+        flag = torch.tensor([1.0 if problem else 0.0], device=ctx.device)
+        torch.distributed.all_reduce(flag)
+        if flag.item() and not problem:
+            problem = "rank 0 cannot score its held-out episodes (its error says why)"
+    if problem:
+        raise ValueError(problem)
+
+
 def _fit(
     train: Replay,
     heldout: Replay | None,
@@ -251,6 +272,7 @@ def _fit(
     ctx=None,
 ) -> tuple[WorldModel, dict[str, Any]]:
     main = ctx is None or ctx.is_main
+    _check_heldout(heldout, cfg.eval_horizon, ctx)  # fail now, not at the first evaluation
     overrides = dict(model_overrides or {})
     obs_dim, action_dim = train.obs_dim, train.action_dim
     if model == "loopwm-fixed" and "max_iters" not in overrides:

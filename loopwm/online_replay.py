@@ -58,6 +58,8 @@ class OnlineReplay:
         writer = ReplayWriter.reopen(root)
         replay = cls.__new__(cls)
         replay._setup(writer, capacity)
+        if writer._written == 0:
+            return replay  # killed before its first chunk: nothing to read back
         stored = Replay.load(root)  # after reopen: an unfinished episode is now truncated
         keep = slice(max(0, len(stored) - capacity), len(stored))
         for name in FIELDS:
@@ -100,6 +102,11 @@ class OnlineReplay:
     def __len__(self) -> int:
         """Transitions in memory (what batches are drawn from)."""
         return self._size
+
+    @property
+    def episodes(self) -> int:
+        """Episodes closed so far (terminated or truncated), including those on disk only."""
+        return self.writer._episode
 
     @property
     def total(self) -> int:

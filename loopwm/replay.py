@@ -133,14 +133,21 @@ class ReplayWriter:
         gone, so new transitions start a new episode.
         """
         root = Path(root)
-        replay = Replay.load(root)  # validates meta.json and every chunk
-        chunks = sorted(root.glob("chunk_*.npz"))
+        meta = _read_meta(root)
         writer = cls.__new__(cls)
         writer.root = root
+        writer._buffer = TransitionColumns()
+        if not any(root.glob("chunk_*.npz")):  # killed before its first chunk
+            writer.obs_dim, writer.action_dim = meta["obs_dim"], meta["action_dim"]
+            writer.chunk_size = int(meta.get("chunk_size", 10_000))
+            writer.meta = meta
+            writer._chunks = writer._written = writer._episode = 0
+            return writer
+        replay = Replay.load(root)  # validates every chunk
+        chunks = sorted(root.glob("chunk_*.npz"))
         writer.obs_dim, writer.action_dim = replay.obs_dim, replay.action_dim
         writer.chunk_size = int(replay.meta.get("chunk_size", 10_000))
         writer.meta = dict(replay.meta)
-        writer._buffer = TransitionColumns()
         writer._chunks = int(chunks[-1].stem.split("_")[1]) + 1
         writer._written = len(replay)
         if not (replay.terminated[-1] or replay.truncated[-1]):

@@ -204,8 +204,8 @@ def test_interrupt_and_resume_keep_counters_and_every_stored_transition(tmp_path
         np.testing.assert_array_equal(getattr(replay, field)[:250], getattr(on_disk, field))
     assert replay.episode[250] == replay.episode[249] + 1  # a new episode after the resume
     # The step counter resumes at 250 (every stored step counts), the agent from its
-    # checkpoint at 200: 50 more steps at 0.5 updates per step.
-    assert summary["updates"] == updates_at_checkpoint + 25
+    # checkpoint at 200, owed the updates of steps 200..300 at 0.5 per step.
+    assert summary["updates"] == updates_at_checkpoint + 50
     assert [e["env_steps"] for e in summary["evaluations"]] == [150, 300]
 
 
@@ -283,3 +283,51 @@ def test_final_video_falls_back_to_real_frames_where_imagination_cannot_render(t
     frames = iio.imread(path)
     assert frames.shape[0] == 200
     assert frames.shape[1] % 16 == 0 and frames.shape[2] % 16 == 0
+
+
+def test_resume_of_a_run_killed_before_its_first_chunk(tmp_path):
+    run = tmp_path / "run"
+    common = dict(progress=False, tensorboard=False, video=False)
+    with pytest.raises(KeyboardInterrupt):  # before any transition is stored
+        train(tiny_train_config(), run, make_env=lambda _: InterruptedEnv(at=1), **common)
+    summary = train(None, run, resume=True, make_env=fake_env, **common)
+    assert summary["env_steps"] == 300 and len(Replay.load(run / "replay")) == 300
+
+
+def test_resume_after_the_last_step_still_evaluates_and_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    common = dict(progress=False, tensorboard=False, video=False)
+    made = []
+
+    def env_then_broken_eval_env(env_id):  # the 2nd env made is the evaluation env
+        made.append(env_id)
+        return ReachOriginEnv() if len(made) == 1 else InterruptedEnv(at=1)
+
+    config = tiny_train_config(steps=150, eval_every=150, checkpoint_every=100)
+    with pytest.raises(KeyboardInterrupt):  # killed in the final evaluation
+        train(config, run, make_env=env_then_broken_eval_env, **common)
+    checkpoint = load_checkpoint(run / "agent.pt")
+    assert checkpoint["counters"]["checkpoint_steps"] == 100
+    assert len(Replay.load(run / "replay")) == 150
+
+    summary = train(None, run, resume=True, make_env=fake_env, **common)
+    assert summary["env_steps"] == 150
+    assert [e["env_steps"] for e in summary["evaluations"]] == [150]
+    assert load_checkpoint(run / "agent.pt")["counters"]["checkpoint_steps"] == 150
+    # The updates owed for steps 100..150 (0.5 per step) ran before the evaluation.
+    assert summary["updates"] == checkpoint["agent"]["updates"] + 25
+
+
+def test_a_bad_setting_fails_before_the_run_folder_is_written(tmp_path):
+    config = tiny_train_config(agent=TINY.replace(model_overrides={"no_such_field": 1}))
+    with pytest.raises(ValueError, match="no_such_field"):
+        train(config, tmp_path / "run", make_env=fake_env, progress=False, video=False)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_mppi_with_a_single_elite_gives_finite_actions():
+    env = ReachOriginEnv()
+    planner = PlannerConfig(kind="mppi", samples=8, policy_samples=0, elites=1, iterations=2)
+    agent = DreamerAgent(env.observation_space, env.action_space, TINY.replace(planner=planner))
+    action = agent.act(np.array([0.3], np.float32), explore=True)
+    assert np.isfinite(action).all()
