@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tables import agent_runs, dyna_reports  # noqa: E402  (the script's own folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results"
+AGENT_COLORS = {"dreamer": "tab:blue", "dreamer-mppi": "tab:green", "sac": "tab:orange"}
 
 
 def plot_fit() -> Path:
@@ -101,8 +102,9 @@ def plot_agent() -> Path:
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             values = np.array([[c[k] for k in steps] for c in curves])  # (seeds, points)
             mean, std = values.mean(0), values.std(0)
-            ax.plot(steps, mean, "o-", label=f"{variant} ({len(curves)} seeds)")
-            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+            color = AGENT_COLORS.get(variant)
+            ax.plot(steps, mean, "o-", color=color, label=f"{variant} ({len(curves)} seeds)")
+            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_title(env_id)
         ax.set_xlabel("real env steps")
         ax.set_ylabel("eval return (5 episodes)")

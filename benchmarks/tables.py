@@ -86,14 +86,16 @@ def agent_table() -> str:
     for env_id, variants in agent_runs().items():
         for variant, seeds in variants.items():
             finals = [r["curve"][-1]["return_mean"] for r in seeds.values()]
-            steps = {r["steps"] for r in seeds.values()}
-            wall = [r["wall_seconds"] for r in seeds.values()]
-            per_step = [r["wall_seconds"] / r["steps"] * 1000 for r in seeds.values()]
+            steps = "/".join(str(s) for s in sorted({r["steps"] for r in seeds.values()}))
+            wall = np.mean([r["wall_seconds"] for r in seeds.values()])
+            per_step = np.mean([r["wall_seconds"] / r["steps"] * 1000 for r in seeds.values()])
+            stat = f"{np.mean(finals):.1f} ± {np.std(finals):.1f}"
+            if len(finals) == 1:
+                stat = f"{finals[0]:.1f} (1 seed)"
+            per_seed = ", ".join(f"{v:.0f}" for v in finals)
             rows.append(
-                f"| {env_id} | {variant} | {'/'.join(map(str, sorted(steps)))} | "
-                f"{np.mean(finals):.1f} ± {np.std(finals):.1f} | "
-                f"{', '.join(f'{v:.0f}' for v in finals)} | {np.mean(per_step):.1f} | "
-                f"{np.mean(wall):.0f} |"
+                f"| {env_id} | {variant} | {steps} | {stat} | {per_seed} | {per_step:.1f} | "
+                f"{wall:.0f} |"
             )
     return "\n".join(rows)
 
