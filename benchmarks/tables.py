@@ -100,6 +100,37 @@ def agent_table() -> str:
     return "\n".join(rows)
 
 
+def loop_behaviour_tables() -> str:
+    report = json.loads((RESULTS / "loop_behaviour.json").read_text())
+    rows = [
+        "| model | max latent norm | NaN/inf rollouts | proven bound | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in report["stability"].items():
+        bound = f"{r['proven_bound']:.1f}" if "proven_bound" in r else "none"
+        rows.append(
+            f"| {name} | {r['latent_norm_max']:.1f} (start ≤ {r['start_norm_max']:.1f}) | "
+            f"{r['nan_or_inf_fraction']:.1%} | {bound} | {r['seconds']:.0f} |"
+        )
+    rows += [
+        "",
+        "| seed | tol | mean iterations | 10-step MSE | fixed 32 iterations: MSE | saved |",
+    ]
+    rows.append("|---|---|---|---|---|---|")
+    for seed, r in report["loopwm"].items():
+        fixed = r["halting"]["fixed"][-1]
+        best = r["halting"].get("saving_at_1pct")
+        if best is None:
+            rows.append(f"| {seed} | none within 1% | | | {fixed['mse_K']:.4f} | 0% |")
+            continue
+        match = next(c for c in r["halting"]["certified"] if c["tol"] == best["tol"])
+        rows.append(
+            f"| {seed} | {best['tol']:g} | {best['iters_mean']:.2f} | {match['mse_K']:.4f} | "
+            f"{fixed['mse_K']:.4f} | {best['fraction_saved']:.0%} |"
+        )
+    return "\n".join(rows)
+
+
 def dyna_reports() -> list[dict]:
     """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
     names = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
@@ -112,6 +143,7 @@ if __name__ == "__main__":
         ("throughput", throughput_table),
         ("dyna", dyna_table),
         ("agent", agent_table),
+        ("loop behaviour", loop_behaviour_tables),
     ):
         try:
             print(f"<!-- {title} -->\n{table()}\n")
