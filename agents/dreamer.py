@@ -30,9 +30,8 @@ from torch import nn
 
 from loopwm.agents.config import DreamerConfig
 from loopwm.agents.planner import LatentPlanner
-from loopwm.config import LoopWMConfig
 from loopwm.fit import WorldModelTrainer, obs_statistics
-from loopwm.models import build_model
+from loopwm.models import build_model, model_config
 from loopwm.networks import mlp, symexp, symlog
 
 
@@ -181,16 +180,16 @@ class DreamerAgent:
         self._action_center, self._action_half = (high + low) / 2, (high - low) / 2
 
         torch.manual_seed(seed)
-        overrides = dict(cfg.model_overrides)
-        if cfg.model == "loopwm-fixed" and "max_iters" not in overrides:
-            base = LoopWMConfig.preset(cfg.preset, obs_dim=obs_dim, action_dim=action_dim)
-            overrides["max_iters"] = max(1, round(base.train_iters_mean))
-        model_config = LoopWMConfig.preset(
-            cfg.preset, obs_dim=obs_dim, action_dim=action_dim, **overrides
+        wm_config = model_config(
+            cfg.model,
+            cfg.preset,
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            overrides=cfg.model_overrides,
         )
-        world_model = build_model(cfg.model, model_config).to(self.device)
+        world_model = build_model(cfg.model, wm_config).to(self.device)
         self.trainer = WorldModelTrainer(world_model, dataclasses.replace(cfg.model_fit, seed=seed))
-        latent_dim = model_config.latent_dim
+        latent_dim = wm_config.latent_dim
         self.actor = Actor(latent_dim, action_dim, cfg.hidden_dim).to(self.device)
         self.critic = Critic(latent_dim, cfg.hidden_dim).to(self.device)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)

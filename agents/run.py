@@ -27,15 +27,10 @@ from typing import Any
 import torch
 
 from loopwm.agents.config import TrainConfig
-from loopwm.checkpoint import CheckpointError, atomic_write, save
+from loopwm.checkpoint import CheckpointError, atomic_write, save, write_json
 
 AGENT_FORMAT = "loopwm-agent"
 AGENT_FORMAT_VERSION = 1
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:

@@ -44,6 +44,12 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise
 
 
+def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    text = json.dumps(data, indent=2)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def save(
     model: WorldModel, path: str | os.PathLike, *, extra: dict[str, Any] | None = None
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -16,11 +15,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from loopwm.checkpoint import atomic_write, save
-from loopwm.config import FitConfig, LoopWMConfig
+from loopwm.checkpoint import save, write_json
+from loopwm.config import FitConfig
 from loopwm.distributed import LossModule
 from loopwm.losses import batch_to_tensors, world_model_loss
-from loopwm.models import build_model
+from loopwm.models import build_model, model_config
 from loopwm.replay import Replay, split_episode_ids
 from loopwm.summaries import TensorBoardLogger
 from loopwm.world_model import WorldModel
@@ -273,14 +272,13 @@ def _fit(
 ) -> tuple[WorldModel, dict[str, Any]]:
     main = ctx is None or ctx.is_main
     _check_heldout(heldout, cfg.eval_horizon, ctx)  # fail now, not at the first evaluation
-    overrides = dict(model_overrides or {})
-    obs_dim, action_dim = train.obs_dim, train.action_dim
-    if model == "loopwm-fixed" and "max_iters" not in overrides:
-        # The fixed-iteration ablation runs as many iterations as LoopWM trains with.
-        base = LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim)
-        mean = overrides.get("train_iters_mean", base.train_iters_mean)
-        overrides["max_iters"] = max(1, round(mean))
-    model_cfg = LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim, **overrides)
+    model_cfg = model_config(
+        model,
+        preset,
+        obs_dim=train.obs_dim,
+        action_dim=train.action_dim,
+        overrides=model_overrides,
+    )
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank
     world_model = build_model(model, model_cfg).to(device)
     if ctx is None:
@@ -350,10 +348,5 @@ def _fit(
     if out is not None:
         out = Path(out)
         save(wm, out / "model.safetensors", extra={"env_id": env_id})
-        text = json.dumps(result, indent=2)
-
-        def write(tmp: str) -> None:
-            Path(tmp).write_text(text)
-
-        atomic_write(out / "metrics.json", write)
+        write_json(out / "metrics.json", result)
     return wm, result

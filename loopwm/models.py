@@ -13,6 +13,21 @@ MODEL_CLASSES: dict[str, type[WorldModel]] = {
 MODEL_NAMES = ("loopwm", "loopwm-fixed", "loopwm-gate", "mlp", "gru")
 
 
+def model_config(
+    name: str, preset: str, *, obs_dim: int, action_dim: int, overrides: dict | None = None
+) -> LoopWMConfig:
+    """The config of world model ``name`` from a preset and field overrides.
+
+    ``loopwm-fixed`` runs, unless told otherwise, as many iterations as LoopWM trains with.
+    """
+    overrides = dict(overrides or {})
+    if name == "loopwm-fixed" and "max_iters" not in overrides:
+        base = LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim)
+        mean = overrides.get("train_iters_mean", base.train_iters_mean)
+        overrides["max_iters"] = max(1, round(mean))
+    return LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim, **overrides)
+
+
 def build_model(name: str, config: LoopWMConfig) -> WorldModel:
     """Build the world model called ``name`` (one of ``MODEL_NAMES``).
 

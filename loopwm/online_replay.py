@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from loopwm.replay import FIELDS, Replay, ReplayWriter, windows
+from loopwm.replay import FIELDS, Replay, ReplayWriter, episode_ends, windows
 
 DTYPES = {
     "reward": np.float32,
@@ -67,7 +67,7 @@ class OnlineReplay:
         replay._size = len(stored.reward[keep])
         replay._total = len(stored)
         replay._episode_start = replay._size  # the last stored episode is closed
-        replay._fix_episode_ends()
+        replay._episode_end = episode_ends(replay._arrays["episode"])
         return replay
 
     def _setup(self, writer: ReplayWriter, capacity: int) -> None:
@@ -168,13 +168,6 @@ class OnlineReplay:
 
     def _extend(self, name: str, values: np.ndarray) -> None:
         self._arrays[name] = np.array(values, dtype=self._arrays[name].dtype)
-
-    def _fix_episode_ends(self) -> None:
-        episode = self._arrays["episode"][: self._size]
-        ends = np.flatnonzero(np.diff(episode) != 0)
-        last = np.append(ends, self._size - 1) if self._size else np.zeros(0, np.int64)
-        firsts = np.insert(ends + 1, 0, 0) if self._size else np.zeros(0, np.int64)
-        self._episode_end = np.repeat(last, last - firsts + 1).astype(np.int64)
 
     # ------------------------------------------------------------------ sampling
     def sample_sequences(self, batch_size: int, horizon: int, rng: np.random.Generator) -> dict:

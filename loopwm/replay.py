@@ -25,19 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from loopwm.checkpoint import atomic_write
+from loopwm.checkpoint import atomic_write, write_json
 
 REPLAY_FORMAT = "loopwm-replay"
 REPLAY_VERSION = 1
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(data, fh, indent=2)
-
-    atomic_write(path, write)
 
 
 def _write_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -122,7 +114,7 @@ class ReplayWriter:
         self._episode = 0
         self._written = 0
         self._chunks = 0
-        _write_json(self.root / "meta.json", self.meta)
+        write_json(self.root / "meta.json", self.meta)
 
     @classmethod
     def reopen(cls, root: str | os.PathLike) -> ReplayWriter:
@@ -159,7 +151,7 @@ class ReplayWriter:
         writer.meta.update(
             transitions=writer._written, chunks=len(chunks), episodes=writer._episode
         )
-        _write_json(root / "meta.json", writer.meta)
+        write_json(root / "meta.json", writer.meta)
         return writer
 
     def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
@@ -197,7 +189,7 @@ class ReplayWriter:
             1 if not (arrays["terminated"][-1] or arrays["truncated"][-1]) else 0
         )
         self.meta.update(transitions=self._written, chunks=self._chunks, episodes=episodes)
-        _write_json(self.root / "meta.json", self.meta)
+        write_json(self.root / "meta.json", self.meta)
 
     def close(self) -> None:
         """Mark an unfinished last episode as truncated and flush."""
@@ -231,12 +223,7 @@ class Replay:
     meta: dict[str, Any]
 
     def __post_init__(self) -> None:
-        n = len(self.reward)
-        ends = np.flatnonzero(np.diff(self.episode) != 0)
-        last_of_episode = np.append(ends, n - 1) if n else np.zeros(0, dtype=np.int64)
-        starts = np.insert(ends + 1, 0, 0) if n else np.zeros(0, dtype=np.int64)
-        lengths = last_of_episode - starts + 1
-        self.episode_end = np.repeat(last_of_episode, lengths)  # (N,)
+        self.episode_end = episode_ends(self.episode)  # (N,)
 
     @property
     def obs_dim(self) -> int:
@@ -319,6 +306,18 @@ class Replay:
 
     def _windows(self, start: np.ndarray, horizon: int) -> dict:
         return windows(self, start, self.episode_end[start], horizon)
+
+
+def episode_ends(episode: np.ndarray) -> np.ndarray:
+    """For each transition, the index of the last transition of its episode (episode ids
+    are contiguous runs)."""
+    n = len(episode)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.flatnonzero(np.diff(episode) != 0)
+    last = np.append(ends, n - 1)
+    first = np.insert(ends + 1, 0, 0)
+    return np.repeat(last, last - first + 1).astype(np.int64)
 
 
 def split_episode_ids(
