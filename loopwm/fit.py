@@ -223,7 +223,7 @@ def fit(
 
         train = read(dist_utils.shard(train_ids, ctx))
         heldout = read(heldout_ids) if ctx.is_main else None
-        return _fit(
+        result = _fit(
             train,
             heldout,
             model,
@@ -236,6 +236,10 @@ def fit(
             logdir,
             ctx=ctx,
         )
+        # Leave together: ranks > 0 wait until rank 0 has written its files, so no rank
+        # tears the process group down under another (gloo aborts on that).
+        torch.distributed.barrier()
+        return result
     finally:
         dist_utils.shutdown()
 
