@@ -5,7 +5,10 @@ For every held-out transition of ``loopwm/BouncingBall-v0`` (random policy), the
 warm-starts at the encoded real state and halts by its certified rule; the iteration count
 is compared with (a) whether MuJoCo reported a contact during the step, (b) the size of
 the state change ``||o_{t+1} - o_t||`` (standardised), and (c) the model's own 1-step error.
-Spearman correlations with average ranks for ties; 3 seeds of the model fit.
+Spearman correlations with average ranks for ties; 3 seeds of the model fit. Beside the
+correlation with the 0/1 contact flag, the ROC AUC of iterations as a contact detector:
+the chance that a contact step takes more iterations than a contact-free one (ties
+count half; 0.5 is chance, 1 a perfect detector).
 
     python benchmarks/adaptive_compute.py            # writes results/adaptive_compute.json
     python benchmarks/adaptive_compute.py --quick    # smoke run, writes nothing
@@ -25,12 +28,14 @@ import numpy as np
 import torch
 
 import loopwm.envs  # noqa: F401  (registers loopwm/BouncingBall-v0)
+from loopwm.checkpoint import write_json
 from loopwm.config import FitConfig
 from loopwm.fit import fit
 from loopwm.replay import Replay, ReplayWriter
 
 RESULTS = Path(__file__).parent / "results" / "adaptive_compute.json"
 ENV_ID = "loopwm/BouncingBall-v0"
+TOLS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)  # halting tolerances swept (the default is 1e-3)
 
 
 def collect_with_contacts(root: Path, steps: int, seed: int) -> tuple[Replay, np.ndarray]:
@@ -66,6 +71,13 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ranks(np.asarray(a, float)), ranks(np.asarray(b, float)))[0, 1])
 
 
+def auc(score: np.ndarray, label: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counted half (ROC AUC)."""
+    r = ranks(np.asarray(score, float)) + 1.0
+    positives, negatives = int(label.sum()), int((~label).sum())
+    return float((r[label].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 @torch.no_grad()
 def measure(model, replay: Replay, contacts: np.ndarray) -> dict:
     model.eval()
@@ -83,12 +95,25 @@ def measure(model, replay: Replay, contacts: np.ndarray) -> dict:
         "iters_mean_contact": float(iters[contacts].mean()),
         "iters_mean_free": float(iters[~contacts].mean()),
         "spearman_iters_contact": spearman(iters, contacts),
+        "auc_iters_contact": auc(iters, contacts),
         "spearman_iters_state_change": spearman(iters, change),
         "spearman_iters_error": spearman(iters, error),
         "iters_histogram": {
             int(k): int(v) for k, v in zip(*np.unique(iters, return_counts=True), strict=True)
         },
+        "by_tol": {str(t): by_tol(model, latent, replay, contacts, t) for t in TOLS},
         "_arrays": {"iters": iters, "contact": contacts, "change": change},
+    }
+
+
+@torch.no_grad()
+def by_tol(model, latent: torch.Tensor, replay: Replay, contacts: np.ndarray, tol: float) -> dict:
+    """Iterations against contacts when halting at ``tol`` (looser: fewer iterations)."""
+    iters = model.step(latent, torch.as_tensor(replay.action), tol=tol).iters.numpy()
+    return {
+        "iters_mean": float(iters.mean()),
+        "spearman_iters_contact": spearman(iters, contacts),
+        "auc_iters_contact": auc(iters, contacts),
     }
 
 
@@ -116,7 +141,8 @@ def main() -> int:
         rows.append(row)
         print(
             f"seed {seed}: iters contact {row['iters_mean_contact']:.2f} vs free "
-            f"{row['iters_mean_free']:.2f}; spearman contact {row['spearman_iters_contact']:.3f}, "
+            f"{row['iters_mean_free']:.2f}; spearman contact {row['spearman_iters_contact']:.3f} "
+            f"(AUC {row['auc_iters_contact']:.3f}), "
             f"state change {row['spearman_iters_state_change']:.3f}, "
             f"error {row['spearman_iters_error']:.3f}",
             flush=True,
@@ -125,6 +151,7 @@ def main() -> int:
         "iters_mean_contact",
         "iters_mean_free",
         "spearman_iters_contact",
+        "auc_iters_contact",
         "spearman_iters_state_change",
         "spearman_iters_error",
     )
@@ -153,7 +180,7 @@ def main() -> int:
     }
     print(json.dumps(summary, indent=1))
     if not args.quick:
-        RESULTS.write_text(json.dumps(report, indent=2))
+        write_json(RESULTS, report)
         print(f"wrote {RESULTS}")
     return 0
 
