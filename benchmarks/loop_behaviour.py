@@ -13,14 +13,13 @@ held-out episodes for every measurement):
   produce NaN/inf, for LoopWM, the paper's variant, the untied MLP stack and the GRU,
   with LoopWM's proven bound alongside.
 
-    python benchmarks/loop_behaviour.py          # 3 seeds of LoopWM, 1 of each other model
+    python benchmarks/loop_behaviour.py --threads 2   # 3 seeds of every model
     python benchmarks/loop_behaviour.py --quick  # smoke run, writes nothing
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from loopwm.checkpoint import write_json
 from loopwm.collect import collect
 from loopwm.config import FitConfig
 from loopwm.fit import fit
@@ -37,7 +37,7 @@ from loopwm.replay import Replay
 
 RESULTS = Path(__file__).parent / "results" / "loop_behaviour.json"
 DATA = Path("runs/bench/pendulum-20k")  # shared with fit_baselines.py
-TOLS = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
+TOLS = [1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
 FIXED = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
 GATE_THRESHOLDS = [0.3, 0.5, 0.7, 0.9]
 
@@ -142,12 +142,11 @@ def main() -> int:
         "fit_steps": args.fit_steps,
         "loopwm": {},
         "stability": {},
-        "gate": [],
+        "gate": {},
     }
     fit_config = dict(steps=args.fit_steps, eval_every=0, eval_horizon=10)
     for seed in args.seeds:
-        models = ["loopwm", "loopwm-gate", "mlp", "gru"] if seed == args.seeds[0] else ["loopwm"]
-        for name in models:
+        for name in ("loopwm", "loopwm-gate", "mlp", "gru"):
             print(f"seed {seed}: fitting {name}", flush=True)
             model, _ = fit(
                 replay, model=name, config=FitConfig(seed=seed, **fit_config), progress=False
@@ -161,21 +160,22 @@ def main() -> int:
                     "contraction_bound": model.contraction_bound(),
                 }
             if name == "loopwm-gate":
+                sweep = report["gate"].setdefault(str(seed), [])
+                trained = model.config
                 for threshold in GATE_THRESHOLDS:
-                    model.config = model.config.replace(gate_threshold=threshold)
+                    model.config = trained.replace(gate_threshold=threshold)
                     record = errors(model, windows, tol=model.config.tol, max_iters=32)
-                    report["gate"].append({"threshold": threshold, **record})
-            if seed == args.seeds[0]:
-                rng = np.random.default_rng(seed)
-                starts = heldout.obs[rng.choice(len(heldout), args.starts, replace=False)]
-                space = replay.meta["action_space"]
-                bounds = (space["low"], space["high"])
-                report["stability"][name] = stability(
-                    model, starts, args.rollout_steps, bounds, seed
-                )
-                print(f"  stability {report['stability'][name]}", flush=True)
+                    sweep.append({"threshold": threshold, **record})
+                model.config = trained  # stability runs at the trained threshold
+            rng = np.random.default_rng(seed)
+            starts = heldout.obs[rng.choice(len(heldout), args.starts, replace=False)]
+            space = replay.meta["action_space"]
+            bounds = (space["low"], space["high"])
+            record = stability(model, starts, args.rollout_steps, bounds, seed)
+            report["stability"].setdefault(name, {})[str(seed)] = record
+            print(f"  stability {record}", flush=True)
             if not args.quick:
-                RESULTS.write_text(json.dumps(report, indent=2))
+                write_json(RESULTS, report)
     return 0
 
 

@@ -42,17 +42,16 @@ def plot_fit() -> Path:
 
 
 def plot_throughput() -> Path:
-    """Imagined steps/s against the number of batched envs, with the real env's rate."""
+    """Imagined steps/s against the number of batched envs, with the real env's rate; the
+    model's FLOP/s as a fraction of the same matmuls run bare."""
     report = json.loads((RESULTS / "dream_throughput.json").read_text())
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, frac) = plt.subplots(1, 2, figsize=(11, 4))
     for preset in dict.fromkeys(r["preset"] for r in report["dream"]):
         rows = [r for r in report["dream"] if r["preset"] == preset]
-        ax.plot(
-            [r["num_envs"] for r in rows],
-            [r["steps_per_second"] for r in rows],
-            "o-",
-            label=f"DreamVectorEnv, {preset} model",
-        )
+        sizes = [r["num_envs"] for r in rows]
+        label = f"DreamVectorEnv, {preset} model"
+        ax.plot(sizes, [r["steps_per_second"] for r in rows], "o-", label=label)
+        frac.plot(sizes, [r["flops_fraction"] for r in rows], "o-", label=f"{preset} model")
     real = report["real_steps_per_second"]["single_env"]
     ax.axhline(real, color="0.3", ls="--", label=f"real {report['env_id']}")
     ax.axhline(100 * real, color="tab:red", ls=":", label="100x real (target)")
@@ -61,6 +60,12 @@ def plot_throughput() -> Path:
     ax.set_xlabel("batched envs N")
     ax.set_ylabel("env steps / s")
     ax.legend(fontsize=7)
+    frac.axhline(0.5, color="tab:red", ls=":", label="50% (target)")
+    frac.set_xscale("log")
+    frac.set_ylim(0, 1)
+    frac.set_xlabel("batched envs N")
+    frac.set_ylabel("model FLOP/s / same matmuls bare")
+    frac.legend(fontsize=7)
     return _save(fig, "dream_throughput.png")
 
 
@@ -112,6 +117,118 @@ def plot_agent() -> Path:
     return _save(fig, "agent.png")
 
 
+def plot_loop_behaviour() -> Path:
+    """Halting (error vs iterations), error vs test-time cap, and rollout stability."""
+    report = json.loads((RESULTS / "loop_behaviour.json").read_text())
+    fig, (halt, cap, stab) = plt.subplots(1, 3, figsize=(15, 4))
+    for i, (seed, r) in enumerate(report["loopwm"].items()):
+        alpha = 1.0 if i == 0 else 0.4
+        certified, fixed = r["halting"]["certified"], r["halting"]["fixed"]
+        halt.plot(
+            [c["iters_mean"] for c in certified],
+            [c["mse_K"] for c in certified],
+            "o-",
+            color="tab:blue",
+            alpha=alpha,
+            zorder=3,
+            label="LoopWM, certified halting (tol sweep)" if i == 0 else None,
+        )
+        halt.plot(
+            [c["iters_mean"] for c in fixed],
+            [c["mse_K"] for c in fixed],
+            "s--",
+            color="tab:orange",
+            alpha=alpha,
+            label="LoopWM, fixed iteration count" if i == 0 else None,
+        )
+        cap.plot(
+            [c["cap"] for c in r["test_time"]],
+            [c["mse_K"] for c in r["test_time"]],
+            "o-",
+            alpha=alpha,
+            label=f"LoopWM seed {seed}",
+        )
+    for i, gate in enumerate(report["gate"].values()):
+        halt.plot(
+            [g["iters_mean"] for g in gate],
+            [g["mse_K"] for g in gate],
+            "^:",
+            color="tab:green",
+            alpha=1.0 if i == 0 else 0.4,
+            label="paper's gate (threshold sweep)" if i == 0 else None,
+        )
+    halt.set_xscale("log")
+    halt.set_xlabel("mean loop iterations per transition")
+    halt.set_ylabel("held-out 10-step MSE")
+    halt.set_title("halting: computation vs error (3 seeds)")
+    halt.legend(fontsize=7)
+    cap.set_xscale("log", base=2)
+    cap.set_xlabel("test-time iteration cap")
+    cap.set_ylabel("held-out 10-step MSE")
+    halted = next(iter(report["loopwm"].values()))["test_time"][-1]["iters_mean"]
+    cap.set_title(f"test-time iteration cap (uncapped, halting stops at {halted:.1f})")
+    cap.legend(fontsize=7)
+    names = list(report["stability"])
+    for i, name in enumerate(names):
+        runs = list(report["stability"][name].values())
+        norms = [r["latent_norm_max"] for r in runs]
+        stab.bar(i, max(norms), color="tab:blue", label="max latent norm" if i == 0 else None)
+        stab.scatter(
+            [i] * len(runs),
+            [r["start_norm_max"] for r in runs],
+            color="k",
+            zorder=3,
+            label="max start norm (per seed)" if i == 0 else None,
+        )
+        bounds = [r["proven_bound"] for r in runs if "proven_bound" in r]
+        if bounds:
+            stab.hlines(max(bounds), i - 0.4, i + 0.4, color="tab:red", label="proven bound")
+        broken = max(r["nan_or_inf_fraction"] for r in runs)
+        if broken > 0:
+            stab.annotate(f"{broken:.0%} NaN", (i, max(norms)))
+    x = range(len(names))
+    stab.set_xticks(list(x), names)
+    stab.set_ylabel("latent L2 norm")
+    stab.set_title("stability: 1,000 starts x 10,000 steps, worst seed")
+    stab.legend(fontsize=7)
+    return _save(fig, "loop_behaviour.png")
+
+
+def plot_params_vs_error() -> Path:
+    """Held-out 50-step error against parameters (top) and FLOPs per transition (bottom)."""
+    report = json.loads((RESULTS / "params_vs_error.json").read_text())
+    envs = report["envs"]
+    k = report["fit"]["eval_horizon"]
+    fig, axes = plt.subplots(2, len(envs), figsize=(6 * len(envs), 8), squeeze=False)
+    for col, (env_id, part) in enumerate(envs.items()):
+        copy = sum(r["copy_mse_K"] for r in part["runs"]) / len(part["runs"])
+        for row, (key, label) in enumerate(
+            (("parameters", "parameters"), ("flops", "matmul FLOPs per transition"))
+        ):
+            ax = axes[row][col]
+            for family, entries in part["table"].items():
+                xs = [
+                    e["parameters"] if key == "parameters" else e["flops_per_transition"]["mean"]
+                    for e in entries
+                ]
+                ax.errorbar(
+                    xs,
+                    [e["mse_K"]["mean"] for e in entries],
+                    yerr=[e["mse_K"]["std"] for e in entries],
+                    marker="o",
+                    capsize=3,
+                    label=family,
+                )
+            ax.axhline(copy, color="0.5", ls="--", lw=1, label="copy last observation")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"held-out {k}-step MSE")
+            ax.set_title(f"{env_id} ({len(report['seeds'])} seeds)")
+            ax.legend(fontsize=7)
+    return _save(fig, "params_vs_error.png")
+
+
 def _save(fig, name: str) -> Path:
     path = RESULTS / name
     fig.tight_layout()
@@ -121,5 +238,6 @@ def _save(fig, name: str) -> Path:
 
 
 if __name__ == "__main__":
-    for plot in (plot_fit, plot_throughput, plot_dyna, plot_agent):
+    plots = (plot_fit, plot_throughput, plot_dyna, plot_agent, plot_loop_behaviour)
+    for plot in (*plots, plot_params_vs_error):
         print(f"wrote {plot()}")

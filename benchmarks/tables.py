@@ -36,16 +36,18 @@ def throughput_table() -> str:
     report = json.loads((RESULTS / "dream_throughput.json").read_text())
     real = report["real_steps_per_second"]
     rows = [
-        "| world model | parameters | envs (N) | imagined steps/s | × real env | loop iterations |",
-        "|---|---|---|---|---|---|",
+        "| world model | parameters | envs (N) | imagined steps/s | × real env | loop iterations "
+        "| model GFLOP/s | bare matmul GFLOP/s | fraction |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["dream"]:
         rows.append(
             f"| {r['preset']} | {r['parameters']:,} | {r['num_envs']} | "
             f"{r['steps_per_second']:,.0f} | {r['ratio_to_real_single_env']:.1f} | "
-            f"{r['loop_iters_mean']:.1f} |"
+            f"{r['loop_iters_mean']:.1f} | {r['model_flops_per_second'] / 1e9:.2f} | "
+            f"{r['matmul_flops_per_second'] / 1e9:.2f} | {r['flops_fraction']:.0%} |"
         )
-    rows.append(f"| real {report['env_id']} | | 1 | {real['single_env']:,.0f} | 1.0 | |")
+    rows.append(f"| real {report['env_id']} | | 1 | {real['single_env']:,.0f} | 1.0 | | | | |")
     return "\n".join(rows)
 
 
@@ -103,14 +105,19 @@ def agent_table() -> str:
 def loop_behaviour_tables() -> str:
     report = json.loads((RESULTS / "loop_behaviour.json").read_text())
     rows = [
-        "| model | max latent norm | NaN/inf rollouts | proven bound | seconds |",
-        "|---|---|---|---|---|",
+        "| model | seeds | max latent norm (worst seed) | max start norm | NaN/inf rollouts "
+        "| proven bound | seconds per seed |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, r in report["stability"].items():
-        bound = f"{r['proven_bound']:.1f}" if "proven_bound" in r else "none"
+    for name, seeds in report["stability"].items():
+        runs = list(seeds.values())
+        bounds = [r["proven_bound"] for r in runs if "proven_bound" in r]
+        bound = f"{max(bounds):.1f} (largest)" if bounds else "none"
         rows.append(
-            f"| {name} | {r['latent_norm_max']:.1f} (start ≤ {r['start_norm_max']:.1f}) | "
-            f"{r['nan_or_inf_fraction']:.1%} | {bound} | {r['seconds']:.0f} |"
+            f"| {name} | {len(runs)} | {max(r['latent_norm_max'] for r in runs):.1f} | "
+            f"{max(r['start_norm_max'] for r in runs):.1f} | "
+            f"{max(r['nan_or_inf_fraction'] for r in runs):.1%} | {bound} | "
+            f"{sum(r['seconds'] for r in runs) / len(runs):.0f} |"
         )
     rows += [
         "",
@@ -128,6 +135,71 @@ def loop_behaviour_tables() -> str:
             f"| {seed} | {best['tol']:g} | {best['iters_mean']:.2f} | {match['mse_K']:.4f} | "
             f"{fixed['mse_K']:.4f} | {best['fraction_saved']:.0%} |"
         )
+    rows += [
+        "",
+        "| seed | gate threshold | mean iterations | 10-step MSE |",
+        "|---|---|---|---|",
+    ]
+    for seed, sweep in report["gate"].items():
+        for g in sweep:
+            rows.append(f"| {seed} | {g['threshold']} | {g['iters_mean']:.1f} | {g['mse_K']:.4f} |")
+    return "\n".join(rows)
+
+
+def params_vs_error_tables() -> str:
+    report = json.loads((RESULTS / "params_vs_error.json").read_text())
+    k = report["fit"]["eval_horizon"]
+    out = []
+    for env_id, part in report["envs"].items():
+        out += [
+            f"**{env_id}** ({part['data']['episodes']} episodes, "
+            f"{len(report['seeds'])} seeds, mean ± std)",
+            "",
+            f"| model | width | parameters | transition parameters | 1-step MSE | {k}-step MSE "
+            "| iterations | MFLOP per transition |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for family, entries in part["table"].items():
+            for e in entries:
+                width = e["width"]
+                if e["fit_width"] != e["width"]:  # mlp-matched: narrowed to LoopWM's parameters
+                    width = f"{e['fit_width']} (matches LoopWM {e['width']})"
+                out.append(
+                    f"| {family} | {width} | {e['parameters']:,} | "
+                    f"{e['transition_parameters']:,} | {pm(e['mse_1'])} | {pm(e['mse_K'])} | "
+                    f"{e['iters_mean']['mean']:.1f} | "
+                    f"{e['flops_per_transition']['mean'] / 1e6:.3f} |"
+                )
+        widths = [e["width"] for e in part["table"]["loopwm"]]
+        out += [
+            "",
+            f"Parameters each family needs to match LoopWM's {k}-step error, over LoopWM's "
+            "(total parameters; ≤ / ≥: outside the measured sizes):",
+            "",
+            "| family | " + " | ".join(f"LoopWM width {w}" for w in widths) + " |",
+            "|---|" + "---|" * len(widths),
+        ]
+        marks = {"at most": "≤ ", "at least": "≥ ", "interpolated": ""}
+        for family, scopes in part["ratio_at_matched_mse_K"].items():
+            cells = [f"{marks[r['kind']]}{r['ratio']:.2f}" for r in scopes["total"]]
+            out.append(f"| {family} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def adaptive_table() -> str:
+    report = json.loads((RESULTS / "adaptive_compute.json").read_text())
+    rows = [
+        "| tol | mean iterations | Spearman with contact | ROC AUC (contact) |",
+        "|---|---|---|---|",
+    ]
+    for tol in report["runs"][0]["by_tol"]:
+        values = {
+            k: [r["by_tol"][tol][k] for r in report["runs"]]
+            for k in ("iters_mean", "spearman_iters_contact", "auc_iters_contact")
+        }
+        cells = [f"{sum(v) / len(v):.3f} ({min(v):.3f} to {max(v):.3f})" for v in values.values()]
+        rows.append(f"| {float(tol):g} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -144,6 +216,8 @@ if __name__ == "__main__":
         ("dyna", dyna_table),
         ("agent", agent_table),
         ("loop behaviour", loop_behaviour_tables),
+        ("params vs error", params_vs_error_tables),
+        ("adaptive compute", adaptive_table),
     ):
         try:
             print(f"<!-- {title} -->\n{table()}\n")
