@@ -91,7 +91,9 @@ def run_sac(env_id: str, steps: int, every: int, seed: int) -> dict:
     return {"curve": callback.records, "wall_seconds": round(time.perf_counter() - started, 2)}
 
 
-def run_dreamer(env_id: str, steps: int, every: int, seed: int, planner: str) -> dict:
+def run_dreamer(
+    env_id: str, steps: int, every: int, seed: int, planner: str, quick: bool = False
+) -> dict:
     run_dir = RUNS / env_id / f"dreamer-{planner}" / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     config = TrainConfig(
@@ -102,6 +104,8 @@ def run_dreamer(env_id: str, steps: int, every: int, seed: int, planner: str) ->
         checkpoint_every=every,
         seed=seed,
         agent=DreamerConfig(planner=PlannerConfig(kind=planner)),
+        # --quick: learn after 200 steps, so the smoke run exercises the updates too
+        **({"prefill": 200, "pretrain": 10} if quick else {}),
     )
     started = time.perf_counter()
     summary = train(config, run_dir, progress=False, tensorboard=False, video=False)
@@ -149,7 +153,7 @@ def main() -> int:
         if args.steps:
             steps, every = args.steps, min(every, args.steps)
         if args.quick:
-            steps, every = 1_200, 600
+            steps, every = 600, 300
         for variant in args.variants:
             for seed in args.seeds:
                 print(f"{env_id} {variant} seed {seed}: {steps} real steps", flush=True)
@@ -159,7 +163,7 @@ def main() -> int:
                     planner = "mppi" if variant == "dreamer-mppi" else "none"
                     # Planning costs ~20 ms per action: evaluate it half as often.
                     gap = every if planner == "none" else min(steps, 2 * every + every // 2)
-                    record = run_dreamer(env_id, steps, gap, seed, planner)
+                    record = run_dreamer(env_id, steps, gap, seed, planner, args.quick)
                 record["steps"] = steps
                 last = record["curve"][-1]
                 print(

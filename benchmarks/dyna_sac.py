@@ -101,6 +101,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
+        args.seeds = args.seeds[:1]
         budget, at, episodes = 600, [300, 600], 2
         dyna = DynaConfig(
             warmup_steps=200,
