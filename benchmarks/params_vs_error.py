@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from loopwm.checkpoint import write_json
+from loopwm.checkpoint import atomic_write, write_json
 from loopwm.collect import collect
 from loopwm.config import FitConfig
 from loopwm.fit import EVAL_WINDOWS, fit
@@ -132,7 +132,7 @@ def dataset(env_id: str, transitions: int, sac_steps: int, root: Path) -> tuple[
             "MlpPolicy", env, seed=0, device="cpu", learning_starts=min(1000, sac_steps // 2)
         )
         agent.learn(sac_steps)
-        agent.save(str(policy_zip))
+        atomic_write(policy_zip, lambda tmp: agent.save(tmp))  # a killed run leaves no zip
         env.close()
     if not (policy_dir / "meta.json").is_file():
         env = make_env(env_id)
@@ -149,6 +149,12 @@ def dataset(env_id: str, transitions: int, sac_steps: int, root: Path) -> tuple[
             env_kwargs=cut,
         )
     first, second = Replay.load(random_dir), Replay.load(policy_dir)
+    for folder, data in ((random_dir, first), (policy_dir, second)):
+        if len(data) != transitions:  # the writer flushes as it goes: a killed run is partial
+            raise RuntimeError(
+                f"{folder} holds {len(data)} transitions, not {transitions} (an interrupted "
+                "collection?); delete the folder and run again"
+            )
     info = {
         "env_id": env_id,
         "random_transitions": len(first),
