@@ -6,7 +6,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopwm.config import MODEL_PRESETS, FitConfig, _check_positive, _check_positive_int
+from loopwm.checks import (
+    check_choice,
+    check_fraction,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+)
+from loopwm.config import PRESET_NAMES, FitConfig
+from loopwm.errors import ConfigError
+from loopwm.models import MODEL_NAMES
 
 PLANNERS = ("none", "mppi", "cem")
 ACTOR_GRADS = ("dynamics", "reinforce")
@@ -16,7 +25,7 @@ ACTOR_GRADS = ("dynamics", "reinforce")
 class PlannerConfig:
     """Planning in imagination at action selection (TD-MPC2-style MPPI or CEM)."""
 
-    kind: str = "none"
+    kind: str = field(default="none", metadata={"choices": PLANNERS})
     """``none`` acts with the actor; ``mppi`` (score-weighted) or ``cem`` (elite mean)
     optimise an action sequence in the world model, seeded with actor samples."""
     horizon: int = 5
@@ -37,20 +46,16 @@ class PlannerConfig:
     """Initial sampling std."""
 
     def __post_init__(self) -> None:
-        if self.kind not in PLANNERS:
-            raise ValueError(f"planner must be one of {PLANNERS}, got {self.kind!r}")
+        check_choice("planner", self.kind, PLANNERS)
         for name in ("horizon", "iterations", "samples", "elites"):
-            _check_positive_int(name, getattr(self, name))
-        if isinstance(self.policy_samples, bool) or not isinstance(self.policy_samples, int):
-            raise ValueError(f"policy_samples must be an int >= 0, got {self.policy_samples!r}")
-        if self.policy_samples < 0:
-            raise ValueError(f"policy_samples must be >= 0, got {self.policy_samples}")
+            check_positive_int(name, getattr(self, name))
+        check_nonnegative_int("policy_samples", self.policy_samples)
         if self.elites > self.samples + self.policy_samples:
-            raise ValueError("elites must not exceed samples + policy_samples")
+            raise ConfigError("elites must not exceed samples + policy_samples")
         for name in ("temperature", "min_std", "max_std"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if self.min_std > self.max_std:
-            raise ValueError(f"min_std {self.min_std} exceeds max_std {self.max_std}")
+            raise ConfigError(f"min_std {self.min_std} exceeds max_std {self.max_std}")
 
 
 def _default_model_fit() -> FitConfig:
@@ -61,9 +66,9 @@ def _default_model_fit() -> FitConfig:
 class DreamerConfig:
     """The agent: world model, actor-critic learned in imagination, and planner."""
 
-    model: str = "loopwm"
+    model: str = field(default="loopwm", metadata={"choices": MODEL_NAMES})
     """World model kind (``loopwm`` or a baseline name from ``loopwm.MODEL_NAMES``)."""
-    preset: str = "small"
+    preset: str = field(default="small", metadata={"choices": PRESET_NAMES})
     """World-model size preset."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """``LoopWMConfig`` fields to override (e.g. ``{"c_max": 0.95}``)."""
@@ -86,7 +91,7 @@ class DreamerConfig:
     """Global gradient-norm clip of actor and critic."""
     entropy_coef: float = 3e-4
     """Entropy bonus on normalised returns (DreamerV3's eta)."""
-    actor_grad: str = "dynamics"
+    actor_grad: str = field(default="dynamics", metadata={"choices": ACTOR_GRADS})
     """``dynamics``: backpropagate returns through the imagined transitions (the world
     model is differentiable and deterministic); ``reinforce``: score-function gradient with
     the critic as baseline, as DreamerV3 uses."""
@@ -102,21 +107,18 @@ class DreamerConfig:
     """Planning at action selection (``planner.kind="none"`` acts with the actor)."""
 
     def __post_init__(self) -> None:
-        if self.preset not in MODEL_PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(MODEL_PRESETS)}")
+        check_choice("model", self.model, MODEL_NAMES)
+        check_choice("preset", self.preset, PRESET_NAMES)
         for name in ("horizon", "imagine_batch", "hidden_dim"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in ("actor_lr", "critic_lr", "grad_clip"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("gamma", "lam", "return_decay", "slow_critic_decay"):
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+            check_fraction(name, getattr(self, name))
         for name in ("entropy_coef", "slow_critic_reg", "explore_std"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.actor_grad not in ACTOR_GRADS:
-            raise ValueError(f"actor_grad must be one of {ACTOR_GRADS}, got {self.actor_grad!r}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        check_choice("actor_grad", self.actor_grad, ACTOR_GRADS)
 
     def replace(self, **changes: Any) -> DreamerConfig:
         return dataclasses.replace(self, **changes)
@@ -153,15 +155,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
-            _check_positive_int(name, getattr(self, name))
-        for name in ("prefill", "pretrain"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if self.prefill < 1:
-            raise ValueError("prefill must be >= 1: the model needs data before it learns")
-        _check_positive("train_ratio", self.train_ratio)
-        _check_positive_int("replay_capacity", self.replay_capacity)
+            check_positive_int(name, getattr(self, name))
+        check_nonnegative_int("pretrain", self.pretrain)
+        if check_nonnegative_int("prefill", self.prefill) < 1:
+            raise ConfigError("prefill must be >= 1: the model needs data before it learns")
+        check_positive("train_ratio", self.train_ratio)
+        check_positive_int("replay_capacity", self.replay_capacity)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,5 +180,5 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
     return data

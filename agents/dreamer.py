@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,27 +32,11 @@ from torch import nn
 
 from loopwm.agents.config import DreamerConfig
 from loopwm.agents.planner import LatentPlanner
-from loopwm.fit import WorldModelTrainer, obs_statistics
+from loopwm.envs.spaces import check_spaces
+from loopwm.errors import ConfigError
 from loopwm.models import build_model, model_config
 from loopwm.networks import mlp, symexp, symlog
-
-
-def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
-    """Raise ``TypeError`` unless observations are flat Box vectors and actions bounded Box."""
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        kind = "image" if isinstance(observation_space, spaces.Box) else "non-Box"
-        raise TypeError(
-            f"DreamerAgent needs flat Box observations (shape (n,)); got {kind} observations "
-            f"{observation_space}. Image observations are not supported yet: flatten or use "
-            f"state observations."
-        )
-    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
-        raise TypeError(
-            f"DreamerAgent needs continuous Box actions (shape (n,)); got {action_space}. "
-            f"Discrete actions are not supported yet."
-        )
-    if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
-        raise TypeError(f"DreamerAgent needs bounded actions, got {action_space}")
+from loopwm.training import WorldModelTrainer, obs_statistics
 
 
 class Actor(nn.Module):
@@ -170,7 +156,7 @@ class DreamerAgent:
         seed: int = 0,
         device: str | torch.device = "cpu",
     ) -> None:
-        check_spaces(observation_space, action_space)
+        check_spaces(observation_space, action_space, "DreamerAgent")
         self.config = cfg = config or DreamerConfig()
         self.device = torch.device(device)
         self.observation_space, self.action_space = observation_space, action_space
@@ -228,16 +214,36 @@ class DreamerAgent:
         if self.planner is not None:
             self.planner.reset()
 
+    @contextmanager
+    def evaluation(self) -> Iterator[None]:
+        """Run whole evaluation episodes inside; the training episode's plan (the
+        planner's warm start) is restored after them."""
+        plan = self.planner.previous_plan if self.planner is not None else None
+        try:
+            yield
+        finally:
+            if self.planner is not None:
+                self.planner.previous_plan = plan
+
+    def histograms(self) -> dict[str, np.ndarray]:
+        """Loop iterations of every step imagined by the last actor-critic update."""
+        return {"loop/imagine_iters": self.last_imagined_iters}
+
     @torch.no_grad()
     def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
-        """Env-scale action (A,) for one observation (O,): sampled (``explore``) or greedy."""
+        """Env-scale action (A,) for one observation (O,): sampled (``explore``) or greedy.
+
+        The observation is checked here (shape, finite values): this is where real data
+        enters the agent."""
         obs = np.asarray(obs, dtype=np.float32)
         if obs.shape != self.observation_space.shape:
-            raise ValueError(f"obs must have shape {self.observation_space.shape}, got {obs.shape}")
+            raise ConfigError(
+                f"obs must have shape {self.observation_space.shape}, got {obs.shape}"
+            )
         if not np.isfinite(obs).all():
-            raise ValueError("obs contains NaN or inf")
+            raise ConfigError("obs contains NaN or inf")
         self.world_model.eval()
-        latent = self.world_model._encode(torch.as_tensor(obs[None], device=self.device))
+        latent = self.world_model.encode(torch.as_tensor(obs[None], device=self.device))
         if self.planner is not None:
             action = self.planner.plan(latent, explore=explore, generator=self.generator)
         elif explore:
@@ -287,42 +293,24 @@ class DreamerAgent:
     def _imagine(
         self, start: torch.Tensor, horizon: int, *, grad: bool, through_model: bool
     ) -> Imagination:
-        wm = self.world_model
-        latents, actions, log_probs, rewards, conts, iters, residuals = (
-            [start],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
-        with torch.set_grad_enabled(grad), wm.reuse_weights():
-            for _ in range(horizon):
-                latent = latents[-1]
-                action, log_prob = self.actor.sample(latent, self.generator)
-                model_action = action if through_model else action.detach()
-                out = wm._step(
-                    latent,
-                    self.to_env(model_action),
-                    tol=wm.config.tol,
-                    max_iters=wm.config.max_iters,
-                )
-                latents.append(out.latent)
-                actions.append(action)
-                log_probs.append(log_prob)
-                rewards.append(out.reward)
-                conts.append(out.cont)
-                iters.append(out.iters)
-                residuals.append(out.residual)
+        actions, log_probs = [], []
+
+        def policy(latent: torch.Tensor) -> torch.Tensor:
+            action, log_prob = self.actor.sample(latent, self.generator)
+            actions.append(action)
+            log_probs.append(log_prob)
+            return self.to_env(action if through_model else action.detach())
+
+        with torch.set_grad_enabled(grad):
+            rollout = self.world_model.imagine(start, policy=policy, horizon=horizon)
         return Imagination(
-            latent=torch.stack(latents, 1),
+            latent=torch.cat([start[:, None], rollout.latent], 1),
             action=torch.stack(actions, 1),
             log_prob=torch.stack(log_probs, 1),
-            reward=torch.stack(rewards, 1),
-            cont=torch.stack(conts, 1),
-            iters=torch.stack(iters, 1),
-            residual=torch.stack(residuals, 1),
+            reward=rollout.reward,
+            cont=rollout.cont,
+            iters=rollout.iters,
+            residual=rollout.residual,
         )
 
     def update_actor_critic(self, replay) -> dict[str, float]:
@@ -331,7 +319,7 @@ class DreamerAgent:
         wm = self.world_model
         obs = torch.as_tensor(replay.sample_obs(cfg.imagine_batch, self.rng), device=self.device)
         with torch.no_grad():
-            start = wm._encode(obs)  # (B, D)
+            start = wm.encode(obs)  # (B, D)
         dynamics = cfg.actor_grad == "dynamics"
         rollout = self.imagine(start, cfg.horizon, grad=True, through_model=dynamics)
         value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable

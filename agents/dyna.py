@@ -20,10 +20,13 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from loopwm.config import FitConfig, LoopWMConfig
-from loopwm.fit import WorldModelTrainer, obs_statistics
-from loopwm.models import build_model
+from loopwm.checks import check_positive_int
+from loopwm.config import FitConfig
+from loopwm.envs.spaces import check_spaces
+from loopwm.errors import UnsupportedError
+from loopwm.models import build_model, model_config
 from loopwm.replay import Replay, TransitionColumns
+from loopwm.training import WorldModelTrainer, obs_statistics
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,7 @@ class DynaConfig:
 
     def __post_init__(self) -> None:
         for name in ("warmup_steps", "refit_every", "first_fit_steps", "rollouts", "horizon"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
 
 
 class DynaCallback(BaseCallback):
@@ -82,15 +83,14 @@ class DynaCallback(BaseCallback):
         self.history: list[dict[str, float]] = []
 
     def _init_callback(self) -> None:
-        from gymnasium import spaces
 
         if not hasattr(self.model, "replay_buffer"):
-            raise TypeError("DynaCallback needs an off-policy SB3 agent (SAC, TD3, DDPG)")
+            raise UnsupportedError("DynaCallback needs an off-policy SB3 agent (SAC, TD3, DDPG)")
         if self.training_env.num_envs != 1:
-            raise TypeError("DynaCallback supports agents with a single environment (n_envs=1)")
-        for space in (self.model.observation_space, self.model.action_space):
-            if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-                raise TypeError(f"DynaCallback needs flat Box spaces, got {space}")
+            raise UnsupportedError(
+                "DynaCallback supports agents with a single environment (n_envs=1)"
+            )
+        check_spaces(self.model.observation_space, self.model.action_space, "DynaCallback")
         self._episode = np.zeros(1, dtype=np.int64)
         self._next_episode = 1
 
@@ -137,8 +137,11 @@ class DynaCallback(BaseCallback):
         replay = self.replay()
         if self.trainer is None:
             torch.manual_seed(self.seed)
-            config = LoopWMConfig.preset(
-                self.config.preset, obs_dim=replay.obs_dim, action_dim=replay.action_dim
+            config = model_config(
+                self.model_name,
+                self.config.preset,
+                obs_dim=replay.obs_dim,
+                action_dim=replay.action_dim,
             )
             world_model = build_model(self.model_name, config)
             world_model.set_obs_normalizer(*obs_statistics(replay))
@@ -160,36 +163,33 @@ class DynaCallback(BaseCallback):
         agent = self.model
         store = self._store.data["obs"]  # real states acted from (never terminal ones)
         starts = self._rng.integers(0, len(store), size=cfg.rollouts)
-        obs = np.stack([store[i] for i in starts]).astype(np.float32)  # (R, O)
-        latent = world_model._encode(torch.as_tensor(obs))
-        alive = np.ones(cfg.rollouts, dtype=bool)
-        iters = []
-        for _ in range(cfg.horizon):
-            action, _ = agent.predict(obs, deterministic=False)  # env-scale actions
-            out = world_model._step(
-                latent,
-                torch.as_tensor(action, dtype=torch.float32),
-                tol=world_model.config.tol,
-                max_iters=world_model.config.max_iters,
+        obs = torch.as_tensor(np.stack([store[i] for i in starts]), dtype=torch.float32)
+
+        def policy(latent: torch.Tensor) -> torch.Tensor:  # the agent acts on decoded states
+            action, _ = agent.predict(world_model.decode(latent).numpy(), deterministic=False)
+            return torch.as_tensor(action, dtype=torch.float32)  # env-scale (R, A)
+
+        latent = world_model.encode(obs)
+        rollout = world_model.imagine(latent, policy=policy, horizon=cfg.horizon)
+        # The agent acts on the decoded start states too, so the buffer holds the observation
+        # the policy saw: decode(h_t) -> a_t -> decode(h_{t+1}).
+        latents = torch.cat([latent[:, None], rollout.latent], 1)  # (R, H + 1, D)
+        observations = world_model.decode(latents.flatten(0, 1)).reshape(*latents.shape[:2], -1)
+        observations = observations.numpy()
+        done = (rollout.cont < cfg.cont_threshold).numpy()  # (R, H)
+        actions = agent.policy.scale_action(rollout.action.numpy())
+        reward = rollout.reward.numpy()
+        # Imagined episodes end at the first predicted termination (included).
+        alive = np.cumprod(np.concatenate([np.ones_like(done[:, :1]), ~done[:, :-1]], 1), 1)
+        for i, t in zip(*np.nonzero(alive), strict=True):
+            agent.replay_buffer.add(
+                observations[i, t : t + 1],
+                observations[i, t + 1 : t + 2],
+                actions[i, t : t + 1],
+                reward[i, t : t + 1],
+                done[i, t : t + 1],
+                [{}],
             )
-            next_obs = world_model._decode(out.latent).numpy()
-            reward = out.reward.numpy()
-            done = (out.cont < cfg.cont_threshold).numpy()
-            buffer_action = agent.policy.scale_action(action)
-            for i in np.flatnonzero(alive):
-                agent.replay_buffer.add(
-                    obs[i : i + 1],
-                    next_obs[i : i + 1],
-                    buffer_action[i : i + 1],
-                    reward[i : i + 1],
-                    done[i : i + 1],
-                    [{}],
-                )
-                self.imagined += 1
-            iters.append(out.iters.float().mean().item())
-            alive &= ~done
-            if not alive.any():
-                break
-            latent, obs = out.latent, next_obs.astype(np.float32)
+            self.imagined += 1
         self.logger.record("dyna/imagined", self.imagined)
-        self.logger.record("dyna/loop_iters", float(np.mean(iters)))
+        self.logger.record("dyna/loop_iters", float(rollout.iters.float().mean()))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from loopwm.agents.config import PlannerConfig
+from loopwm.errors import ConfigError
 from loopwm.world_model import WorldModel
 
 Sampler = Callable[[torch.Tensor], torch.Tensor]  # latent (B, D) -> action (B, A) in [-1, 1]
@@ -44,7 +45,7 @@ class LatentPlanner:
         gamma: float,
     ) -> None:
         if config.kind not in ("mppi", "cem"):
-            raise ValueError(f"LatentPlanner plans with mppi or cem, got {config.kind!r}")
+            raise ConfigError(f"LatentPlanner plans with mppi or cem, got {config.kind!r}")
         self.config = config
         self.world_model = world_model
         self.policy = policy
@@ -52,11 +53,11 @@ class LatentPlanner:
         self.to_env = to_env
         self.gamma = gamma
         self.action_dim = world_model.config.action_dim
-        self._mean: torch.Tensor | None = None  # (H, A) plan of the previous step
+        self.previous_plan: torch.Tensor | None = None  # (H, A) mean of the last plan
 
     def reset(self) -> None:
         """Forget the previous plan (call at the start of an episode)."""
-        self._mean = None
+        self.previous_plan = None
 
     @torch.no_grad()
     def plan(
@@ -68,8 +69,8 @@ class LatentPlanner:
         device, dtype = latent.device, latent.dtype
         candidates = [self._policy_sequences(latent)] if cfg.policy_samples else []
         mean = torch.zeros(horizon, dim, device=device, dtype=dtype)
-        if self._mean is not None:
-            mean[:-1] = self._mean[1:]  # warm start: the previous plan, one step on
+        if self.previous_plan is not None:
+            mean[:-1] = self.previous_plan[1:]  # warm start: the previous plan, one step on
         std = torch.full((horizon, dim), cfg.max_std, device=device, dtype=dtype)
         for _ in range(cfg.iterations):
             noise = torch.randn(cfg.samples, horizon, dim, generator=generator, dtype=dtype)
@@ -89,7 +90,7 @@ class LatentPlanner:
             mean = (weight * elite_actions).sum(0)  # (H, A)
             var = (weight * (elite_actions - mean).pow(2)).sum(0)
             std = var.sqrt().clamp(cfg.min_std, cfg.max_std)
-        self._mean = mean
+        self.previous_plan = mean
         action = mean[0]
         if explore:
             noise = torch.randn(dim, generator=generator, dtype=dtype).to(device)
@@ -98,31 +99,25 @@ class LatentPlanner:
 
     def score(self, latent: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Discounted predicted return of each sequence ``actions`` (M, H, A) from ``latent``
-        (1, D), bootstrapped with the critic and weighted by predicted continuation."""
-        wm = self.world_model
-        count = actions.shape[0]
-        h = latent.expand(count, -1)  # (M, D)
-        total = torch.zeros(count, device=latent.device, dtype=latent.dtype)
-        discount = torch.ones_like(total)
-        with wm.reuse_weights():
-            for t in range(actions.shape[1]):
-                out = wm._step(
-                    h, self.to_env(actions[:, t]), tol=wm.config.tol, max_iters=wm.config.max_iters
-                )
-                total = total + discount * out.reward
-                discount = discount * self.gamma * out.cont
-                h = out.latent
-        return total + discount * self.value(h)
+        (1, D), bootstrapped with the critic and weighted by predicted continuation:
+        ``sum_t gamma^t (prod_{s<t} c_s) r_t + gamma^H (prod_s c_s) V(h_H)``."""
+        count, horizon = actions.shape[:2]
+        rollout = self.world_model.imagine(latent.expand(count, -1), self.to_env(actions))
+        # discount[:, t] = gamma^t * c_0 ... c_{t-1}: the weight of step t's reward
+        survival = torch.cumprod(self.gamma * rollout.cont, dim=1)  # (M, H)
+        discount = torch.cat([torch.ones_like(survival[:, :1]), survival[:, :-1]], 1)
+        return (discount * rollout.reward).sum(1) + survival[:, -1] * self.value(
+            rollout.latent[:, -1]
+        )
 
     def _policy_sequences(self, latent: torch.Tensor) -> torch.Tensor:
-        wm = self.world_model
-        h = latent.expand(self.config.policy_samples, -1)
-        actions = []
-        with wm.reuse_weights():
-            for _ in range(self.config.horizon):
-                action = self.policy(h)  # (P, A)
-                actions.append(action)
-                h = wm._step(
-                    h, self.to_env(action), tol=wm.config.tol, max_iters=wm.config.max_iters
-                ).latent
-        return torch.stack(actions, 1)  # (P, H, A)
+        """Action sequences (P, H, A) in ``[-1, 1]`` of the actor, imagined from ``latent``."""
+        taken = []
+
+        def policy(h: torch.Tensor) -> torch.Tensor:
+            taken.append(self.policy(h))  # (P, A)
+            return self.to_env(taken[-1])
+
+        start = latent.expand(self.config.policy_samples, -1)
+        self.world_model.imagine(start, policy=policy, horizon=self.config.horizon)
+        return torch.stack(taken, 1)  # (P, H, A)

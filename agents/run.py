@@ -27,7 +27,9 @@ from typing import Any
 import torch
 
 from loopwm.agents.config import TrainConfig
-from loopwm.checkpoint import CheckpointError, atomic_write, save, write_json
+from loopwm.checkpoint import save
+from loopwm.errors import CheckpointError, ConfigError, MissingError
+from loopwm.io import atomic_write, write_json
 
 AGENT_FORMAT = "loopwm-agent"
 AGENT_FORMAT_VERSION = 1
@@ -41,11 +43,49 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The TrainConfig of an existing run (clear errors for a missing or foreign folder)."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a loopwm run (no config.json)")
+        raise MissingError(f"{run_dir} is not a loopwm run (no config.json)")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a valid loopwm train config ({err})") from None
+        raise ConfigError(f"{path}: not a valid loopwm train config ({err})") from None
+
+
+RESUMABLE_FIELDS = ("steps",)  # what a resume may change: only the step budget
+
+
+def resume_config(run_dir: str | os.PathLike, requested: TrainConfig | None = None) -> TrainConfig:
+    """The config a resume of ``run_dir`` continues with: the run's own config.json, with
+    the step budget of ``requested`` if given. The one place that decides what a resume
+    may change: any other difference is an error naming the fields.
+    """
+    stored = read_config(run_dir)
+    if requested is None:
+        return stored
+    if requested.env_id != stored.env_id:
+        raise ConfigError(
+            f"{run_dir} is a run of {stored.env_id}; cannot resume it on {requested.env_id}"
+        )
+    old, new = _flatten(stored.to_dict()), _flatten(requested.to_dict())
+    changed = sorted(k for k in new if new[k] != old.get(k) and k not in RESUMABLE_FIELDS)
+    if changed:
+        raise ConfigError(
+            f"a resume continues {run_dir} with its own config.json; it cannot change "
+            f"{', '.join(changed)} (only {', '.join(RESUMABLE_FIELDS)} can)"
+        )
+    if requested.steps != stored.steps:
+        stored = TrainConfig.from_dict({**stored.to_dict(), "steps": requested.steps})
+        write_config(Path(run_dir), stored)
+    return stored
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "model_overrides" and key != "loss_weights":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def save_checkpoint(run_dir: Path, agent, counters: dict[str, Any], env_id: str) -> None:
@@ -67,7 +107,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read ``agent.pt``; a corrupt, truncated, foreign or newer file raises CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no agent checkpoint at {path}")
+        raise MissingError(f"no agent checkpoint at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as err:

@@ -11,13 +11,21 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
+from loopwm.checks import check_positive_int, progress_disabled
+from loopwm.errors import ConfigError, MissingError
+
 SB3_ALGOS = ("ppo", "sac", "td3", "a2c", "ddpg")
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
 def load_sb3_policy(
-    path: str | os.PathLike, algo: str, env: gym.Env, *, deterministic: bool = False
+    path: str | os.PathLike,
+    algo: str,
+    env: gym.Env,
+    *,
+    deterministic: bool = False,
+    device: str = "cpu",
 ) -> Policy:
     """Load a saved stable-baselines3 model as a policy ``obs -> action`` for ``env``.
 
@@ -31,18 +39,18 @@ def load_sb3_policy(
 
     algo = algo.lower()
     if algo not in SB3_ALGOS:
-        raise ValueError(f"unknown SB3 algorithm {algo!r}; choose from {SB3_ALGOS}")
+        raise ConfigError(f"unknown SB3 algorithm {algo!r}; choose from {SB3_ALGOS}")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no SB3 model at {path}")
-    model = getattr(sb3, algo.upper()).load(str(path), device="cpu")
+        raise MissingError(f"no SB3 model at {path}")
+    model = getattr(sb3, algo.upper()).load(str(path), device=device)
     if model.observation_space.shape != env.observation_space.shape:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: policy observations {model.observation_space.shape} do not match the "
             f"env's {env.observation_space.shape}"
         )
     if model.action_space.shape != env.action_space.shape:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: policy actions {model.action_space.shape} do not match the env's "
             f"{env.action_space.shape}"
         )
@@ -54,14 +62,14 @@ def load_sb3_policy(
     return policy
 
 
-def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, **kwargs):
+def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, device: str = "cpu", **kwargs):
     """A stable-baselines3 agent with its default hyperparameters and an MLP policy."""
     import stable_baselines3 as sb3
 
     algo = algo.lower()
     if algo not in SB3_ALGOS:
-        raise ValueError(f"unknown SB3 algorithm {algo!r}; choose from {SB3_ALGOS}")
-    return getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
+        raise ConfigError(f"unknown SB3 algorithm {algo!r}; choose from {SB3_ALGOS}")
+    return getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device=device, **kwargs)
 
 
 class ProgressCallback(BaseCallback):
@@ -78,7 +86,7 @@ class ProgressCallback(BaseCallback):
         self.total, self.desc, self.progress = total, desc, progress
 
     def _on_training_start(self) -> None:
-        disable = None if self.progress is None else not self.progress
+        disable = progress_disabled(self.progress)
         self.bar = tqdm(total=self.total, desc=self.desc, unit="step", disable=disable)
 
     def _on_step(self) -> bool:
@@ -100,6 +108,7 @@ def train_in_dream(
     seed: int = 0,
     out: str | os.PathLike | None = None,
     progress: bool | None = None,
+    device: str = "cpu",
 ) -> dict:
     """Train an SB3 agent entirely inside the world model, then evaluate it in the dream
     and on the real environment.
@@ -116,11 +125,12 @@ def train_in_dream(
     from loopwm.envs.dream import make_dream_env
     from loopwm.envs.spaces import make_env
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    dream = Monitor(make_dream_env(checkpoint, env_id=env_id, start_states=start_states))
+    check_positive_int("steps", steps)
+    dream = Monitor(
+        make_dream_env(checkpoint, env_id=env_id, start_states=start_states, device=device)
+    )
     env_id = dream.unwrapped.core.env_id
-    agent = make_sb3_agent(algo, dream, seed=seed)
+    agent = make_sb3_agent(algo, dream, seed=seed, device=device)
     agent.learn(steps, callback=ProgressCallback(steps, f"{algo} in dream", progress))
     dream.reset(seed=seed + 10_000)
     dream_mean, dream_std = evaluate_policy(agent, dream, n_eval_episodes=eval_episodes)

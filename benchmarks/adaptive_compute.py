@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 import loopwm.envs  # noqa: F401  (registers loopwm/BouncingBall-v0)
-from loopwm.checkpoint import write_json
 from loopwm.config import FitConfig
 from loopwm.fit import fit
+from loopwm.io import write_json
 from loopwm.replay import Replay, ReplayWriter
 
 RESULTS = Path(__file__).parent / "results" / "adaptive_compute.json"

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loopwm.checkpoint import write_json
 from loopwm.collect import collect
 from loopwm.config import FitConfig
 from loopwm.fit import fit
-from loopwm.losses import batch_to_tensors
+from loopwm.io import write_json
+from loopwm.training import batch_to_tensors
 from loopwm.replay import Replay
 
 RESULTS = Path(__file__).parent / "results" / "loop_behaviour.json"
@@ -45,12 +45,11 @@ GATE_THRESHOLDS = [0.3, 0.5, 0.7, 0.9]
 @torch.no_grad()
 def errors(model, windows: dict, *, tol: float, max_iters: int) -> dict:
     """Held-out open-loop errors (standardised obs) and loop statistics at one setting."""
-    mean, std = model.obs_mean, model.obs_std
-    latent = model._encode(windows["obs0"])
+    latent = model.encode(windows["obs0"])
     rollout = model.imagine(latent, windows["action"], tol=tol, max_iters=max_iters)
-    pred = model._decode_normalized(rollout.latent.flatten(0, 1))
+    pred = model.decode(rollout.latent.flatten(0, 1), standardized=True)
     pred = pred.reshape(windows["next_obs"].shape)  # (B, K, O)
-    err = (pred - (windows["next_obs"] - mean) / std).pow(2).mean(dim=(0, 2))  # (K,)
+    err = (pred - model.standardize(windows["next_obs"])).pow(2).mean(dim=(0, 2))  # (K,)
     return {
         "iters_mean": float(rollout.iters.float().mean()),
         "mse_1": float(err[0]),
@@ -87,7 +86,7 @@ def test_time(model, windows: dict) -> list[dict]:
 def stability(model, start_obs: np.ndarray, steps: int, bounds: tuple, seed: int) -> dict:
     generator = torch.Generator().manual_seed(seed)
     low, high = (torch.as_tensor(b, dtype=torch.float32) for b in bounds)
-    latent = model._encode(torch.as_tensor(start_obs))
+    latent = model.encode(torch.as_tensor(start_obs))
     start_norm = float(latent.norm(dim=-1).max())
     worst = torch.zeros(latent.shape[0])
     broken = torch.zeros(latent.shape[0], dtype=torch.bool)
@@ -95,9 +94,7 @@ def stability(model, start_obs: np.ndarray, steps: int, bounds: tuple, seed: int
     with model.reuse_weights():
         for _ in range(steps):
             action = low + (high - low) * torch.rand(latent.shape[0], len(low), generator=generator)
-            out = model._step(
-                latent, action, tol=model.config.tol, max_iters=model.config.max_iters
-            )
+            out = model.step(latent, action)
             latent = out.latent
             norm = latent.norm(dim=-1)
             broken |= ~torch.isfinite(norm)

@@ -51,11 +51,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from loopwm.checkpoint import atomic_write, write_json
 from loopwm.collect import collect
 from loopwm.config import FitConfig
 from loopwm.fit import EVAL_WINDOWS, fit
-from loopwm.losses import batch_to_tensors
+from loopwm.io import atomic_write, write_json
+from loopwm.training import batch_to_tensors
 from loopwm.models import build_model, model_config
 from loopwm.replay import Replay
 
@@ -174,9 +174,9 @@ def flops_per_transition(model, windows: dict) -> float:
     """Matmul FLOPs of one imagined transition (prelude, loop, decoder and heads)."""
     model.eval()
     with FlopCounterMode(display=False) as counter:
-        latent = model._encode(windows["obs0"])
+        latent = model.encode(windows["obs0"])
         rollout = model.imagine(latent, windows["action"])
-        model._decode_normalized(rollout.latent.flatten(0, 1))
+        model.decode(rollout.latent.flatten(0, 1), standardized=True)
     batch, horizon = windows["action"].shape[:2]
     return counter.get_total_flops() / (batch * horizon)
 

@@ -4,13 +4,20 @@
   environment, registered as ``loopwm/Dream-v0`` (``gymnasium.make`` and ``make_vec``).
 - ``loopwm/BouncingBall-v0``: loopwm's contact task (:mod:`loopwm.envs.bouncing_ball`),
   where ``info["contact"]`` marks the hard transitions.
-- :func:`check_box_env`: the boundary check applied to every real environment.
+- :func:`check_spaces` / :func:`check_box_env`: the boundary check applied to every
+  real environment and agent.
 """
 
 import gymnasium as gym
 
 from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
-from loopwm.envs.spaces import box_space_meta, check_box_env, make_env
+from loopwm.envs.spaces import (
+    box_space_meta,
+    check_box_env,
+    check_spaces,
+    dataset_meta,
+    make_env,
+)
 
 if "loopwm/Dream-v0" not in gym.registry:
     gym.register(
@@ -30,6 +37,8 @@ __all__ = [
     "DreamVectorEnv",
     "box_space_meta",
     "check_box_env",
+    "check_spaces",
+    "dataset_meta",
     "make_dream_env",
     "make_env",
 ]

@@ -26,6 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from loopwm.envs.spaces import check_box_env
+from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
 
 ModelSource = WorldModel | str | os.PathLike
@@ -67,17 +68,17 @@ class DreamCore:
         elif isinstance(model, (str, os.PathLike)):
             self.model = load(model, map_location=device)
         else:
-            raise TypeError(
+            raise UnsupportedError(
                 f"model must be a loopwm world model or a checkpoint path, got {model!r}"
             )
         extra = getattr(self.model, "checkpoint_extra", {}) or {}
         self.env_id = env_id or extra.get("env_id")
         if not self.env_id:
-            raise ValueError("env_id is required: the model does not record its environment")
+            raise ConfigError("env_id is required: the model does not record its environment")
         if not 0.0 <= cont_threshold <= 1.0:
-            raise ValueError(f"cont_threshold must be in [0, 1], got {cont_threshold}")
+            raise ConfigError(f"cont_threshold must be in [0, 1], got {cont_threshold}")
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+            raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if render_mode is not None:
             from loopwm.envs.render import check_renderable
 
@@ -89,12 +90,12 @@ class DreamCore:
         try:
             self.real_env = gym.make(self.env_id, **kwargs)
         except gym.error.Error as err:
-            raise ValueError(f"cannot make the real environment {self.env_id!r}: {err}") from None
+            raise ConfigError(f"cannot make the real environment {self.env_id!r}: {err}") from None
         obs_dim, action_dim = check_box_env(self.real_env)
         cfg = self.model.config
         if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
             self.real_env.close()
-            raise ValueError(
+            raise ConfigError(
                 f"the model predicts {cfg.obs_dim}-dim observations from {cfg.action_dim}-dim "
                 f"actions, but {self.env_id} has {obs_dim} and {action_dim}"
             )
@@ -104,7 +105,7 @@ class DreamCore:
             self.real_env.spec.max_episode_steps if self.real_env.spec else None
         )
         self.cont_threshold = cont_threshold
-        self.tol, self.max_iters = self.model._loop_overrides(tol, max_iters)
+        self.tol, self.max_iters = self.model.loop_settings(tol, max_iters)
         self.start_states = _load_start_states(start_states, obs_dim)
         self.render_mode = render_mode
         self.renderer = None
@@ -127,39 +128,36 @@ class DreamCore:
         arr = np.asarray(actions)
         shape = (batch, *self.action_space.shape)
         if arr.size != int(np.prod(shape)) or arr.shape not in (shape, self.action_space.shape):
-            raise ValueError(f"actions must have shape {shape}, got {arr.shape}")
+            raise ConfigError(f"actions must have shape {shape}, got {arr.shape}")
         if not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"actions must be numeric, got dtype {arr.dtype}")
+            raise ConfigError(f"actions must be numeric, got dtype {arr.dtype}")
         arr = arr.reshape(shape).astype(np.float32)
         if not np.isfinite(arr).all():
-            raise ValueError("actions contain NaN or inf")
+            raise ConfigError("actions contain NaN or inf")
         return np.clip(arr, self.action_space.low, self.action_space.high)
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray) -> torch.Tensor:
-        return self.model._encode(self._tensor(obs))
+        return self.model.encode(self._tensor(obs))
 
     @torch.no_grad()
     def step(self, latent: torch.Tensor, actions: np.ndarray) -> tuple:
-        """Imagine one step for a batch: returns ``(latent, obs, reward, terminated, iters,
-        residual)`` with numpy arrays for everything but the latent."""
-        out = self.model._step(
-            latent, self._tensor(actions), tol=self.tol, max_iters=self.max_iters
-        )
-        obs = self.decode(out.latent)
-        terminated = (out.cont < self.cont_threshold).cpu().numpy()
-        return (
-            out.latent,
-            obs,
-            out.reward.cpu().numpy().astype(np.float64),
-            terminated,
-            out.iters.cpu().numpy(),
-            out.residual.cpu().numpy().astype(np.float64),
-        )
+        """Imagine one step for a batch of checked actions: returns ``(latent, obs, reward,
+        terminated, info)`` with numpy arrays for everything but the latent; ``info`` holds
+        ``loop_iters``, ``residual`` and ``cont`` arrays."""
+        out = self.model.step(latent, self._tensor(actions), tol=self.tol, max_iters=self.max_iters)
+        cont = out.cont.cpu().numpy().astype(np.float64)
+        info = {
+            "loop_iters": out.iters.cpu().numpy(),
+            "residual": out.residual.cpu().numpy().astype(np.float64),
+            "cont": cont,
+        }
+        reward = out.reward.cpu().numpy().astype(np.float64)
+        return out.latent, self.decode(out.latent), reward, cont < self.cont_threshold, info
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> np.ndarray:
-        obs = self.model._decode(latent)
+        obs = self.model.decode(latent)
         obs = obs.cpu().numpy().astype(self.observation_space.dtype)
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
@@ -181,9 +179,9 @@ def _load_start_states(start_states: StartStates, obs_dim: int) -> np.ndarray | 
     else:
         states = np.asarray(start_states, dtype=np.float64)
     if states.ndim != 2 or states.shape[1] != obs_dim or len(states) == 0:
-        raise ValueError(f"start_states must have shape (N>0, {obs_dim}), got {states.shape}")
+        raise ConfigError(f"start_states must have shape (N>0, {obs_dim}), got {states.shape}")
     if not np.isfinite(states).all():
-        raise ValueError("start_states contain NaN or inf")
+        raise ConfigError("start_states contain NaN or inf")
     return states
 
 
@@ -226,11 +224,15 @@ class DreamEnv(gym.Env):
         if self._latent is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         action = self.core.check_actions(action, 1)
-        latent, obs, reward, terminated, iters, residual = self.core.step(self._latent, action)
+        latent, obs, reward, terminated, batch_info = self.core.step(self._latent, action)
         self._latent, self._obs = latent, obs[0]
         if self.core.renderer is not None:
             self.core.renderer.advance(self._obs)
-        info = {"loop_iters": int(iters[0]), "residual": float(residual[0])}
+        info = {
+            "loop_iters": int(batch_info["loop_iters"][0]),
+            "residual": float(batch_info["residual"][0]),
+            "cont": float(batch_info["cont"][0]),
+        }
         return self._obs.copy(), float(reward[0]), bool(terminated[0]), False, info
 
     def render(self):
@@ -262,7 +264,7 @@ class DreamVectorEnv(VectorEnv):
     Follows gymnasium 1.x next-step autoreset: the step after an episode ends returns that
     env's reset observation with zero reward. Truncation comes from a per-env step counter
     (``max_episode_steps``, default: the real env's). ``infos`` holds ``loop_iters`` and
-    ``residual`` arrays.
+    ``residual`` and ``cont`` arrays.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -276,9 +278,9 @@ class DreamVectorEnv(VectorEnv):
         **kwargs: Any,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+            raise ConfigError(f"num_envs must be a positive int, got {num_envs!r}")
         if kwargs.get("render_mode") is not None:
-            raise ValueError("DreamVectorEnv does not render; use DreamEnv for videos")
+            raise ConfigError("DreamVectorEnv does not render; use DreamEnv for videos")
         self.core = DreamCore(model, **kwargs)
         self.num_envs = num_envs
         self.single_observation_space = self.core.observation_space
@@ -306,7 +308,7 @@ class DreamVectorEnv(VectorEnv):
         if self._latent is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = self.core.check_actions(actions, self.num_envs)
-        latent, obs, reward, terminated, iters, residual = self.core.step(self._latent, actions)
+        latent, obs, reward, terminated, batch_info = self.core.step(self._latent, actions)
         self._steps += 1
         truncated = (
             self._steps >= self.max_episode_steps
@@ -322,17 +324,14 @@ class DreamVectorEnv(VectorEnv):
             reward[resetting] = 0.0
             terminated[resetting] = False
             truncated[resetting] = False
-            iters[resetting] = 0
-            residual[resetting] = 0.0
+            batch_info["loop_iters"][resetting] = 0
+            batch_info["residual"][resetting] = 0.0
+            batch_info["cont"][resetting] = 1.0
             self._steps[resetting] = 0
         self._latent = latent
         self._needs_reset = terminated | truncated
-        infos = {
-            "loop_iters": iters,
-            "_loop_iters": np.ones(self.num_envs, dtype=bool),
-            "residual": residual,
-            "_residual": np.ones(self.num_envs, dtype=bool),
-        }
+        every = np.ones(self.num_envs, dtype=bool)
+        infos = {**batch_info, **{f"_{key}": every for key in batch_info}}
         return obs, reward, terminated, truncated, infos
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from loopwm.errors import ConfigError
+
 
 def _pendulum(obs: np.ndarray, nq: int) -> tuple[np.ndarray, np.ndarray]:
     return obs[:nq], obs[nq : 2 * nq]
@@ -48,9 +50,9 @@ def check_renderable(env_id: str) -> None:
     try:
         name = gym.spec(env_id).name
     except gym.error.Error as err:
-        raise ValueError(f"cannot make the real environment {env_id!r}: {err}") from None
+        raise ConfigError(f"cannot make the real environment {env_id!r}: {err}") from None
     if name not in STATE_FROM_OBS:
-        raise ValueError(
+        raise ConfigError(
             f"cannot render imagined states of {name}: its observations do not map back "
             f"to a MuJoCo state; supported: {sorted(STATE_FROM_OBS)}"
         )
@@ -62,11 +64,11 @@ class StateRenderer:
 
     def __init__(self, env: gym.Env) -> None:
         if env.spec is None:
-            raise ValueError("rendering imagined states needs an env made by gymnasium.make")
+            raise ConfigError("rendering imagined states needs an env made by gymnasium.make")
         check_renderable(env.spec.id)
         name = env.spec.name
         if getattr(env.unwrapped, "_exclude_current_positions_from_observation", True) is False:
-            raise ValueError(f"{name} with x positions in the observation is not supported")
+            raise ConfigError(f"{name} with x positions in the observation is not supported")
         self.env = env
         self.unwrapped = env.unwrapped
         self.state_from_obs = STATE_FROM_OBS[name]

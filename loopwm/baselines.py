@@ -10,18 +10,38 @@ and the fixed-iteration ablation is LoopWM with ``halting="fixed"``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from loopwm.block import LoopBlock
+from loopwm.checks import check_positive_int
 from loopwm.config import LoopWMConfig
+from loopwm.registry import register_model
 from loopwm.world_model import Transition, WorldModel
 
 
+@dataclass(frozen=True)
+class MLPConfig(LoopWMConfig):
+    """The shared settings plus the depth of the untied stack."""
+
+    PRESETS = {"tiny": {"mlp_depth": 4}}
+
+    mlp_depth: int = 8
+    """Number of untied blocks in the stack."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int("mlp_depth", self.mlp_depth)
+
+
+@register_model("mlp")
 class MLPWorldModel(WorldModel):
     """Untied stack: ``x <- A_k*x + B_k u + R_k(x, u)`` for ``k = 1..mlp_depth``, from ``h_t``."""
 
     kind = "mlp"
+    config_class = MLPConfig
 
     def __init__(self, config: LoopWMConfig) -> None:
         super().__init__(config)
@@ -39,6 +59,7 @@ class MLPWorldModel(WorldModel):
         return Transition(latent=x, iters=iters, residual=residual)
 
 
+@register_model("gru")
 class GRUWorldModel(WorldModel):
     """Recurrent transition ``h_{t+1} = GRUCell(u, h_t)`` (one pass per step)."""
 

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from loopwm.checks import progress_disabled
+from loopwm.errors import ConfigError, MissingError
+
 HELPERS = {"tables", "plots"}  # scripts in benchmarks/ that are not benchmarks
 
 
@@ -27,7 +30,7 @@ def benchmarks_folder() -> Path:
     for folder in candidates:
         if folder.is_dir() and any(folder.glob("*.py")):
             return folder
-    raise FileNotFoundError(
+    raise MissingError(
         "loopwm bench runs the scripts in a source checkout's benchmarks/ folder, and none "
         "was found next to the package or in the current directory; clone the repository "
         "and run it from there"
@@ -52,11 +55,11 @@ def run_benchmarks(
         names = known
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown benchmark(s) {unknown}; choose from {known} or 'all'")
+        raise ConfigError(f"unknown benchmark(s) {unknown}; choose from {known} or 'all'")
     if extra and len(names) > 1:
-        raise ValueError("extra arguments go to one benchmark at a time")
+        raise ConfigError("extra arguments go to one benchmark at a time")
     results = []
-    bar = tqdm(names, desc="bench", disable=None if progress is None else not progress)
+    bar = tqdm(names, desc="bench", disable=progress_disabled(progress))
     for name in bar:
         bar.set_postfix_str(name)
         command = [sys.executable, str(folder / f"{name}.py"), *(["--quick"] if quick else [])]

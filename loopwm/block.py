@@ -63,9 +63,12 @@ class LoopBlock(nn.Module):
         # config.block_layers + 1 matrices is at most c_max - a_max.
         budget = (config.c_max - config.a_max) * (1.0 - _ROUNDING_MARGIN)
         self.matrix_budget = budget ** (1.0 / (config.block_layers + 1))
-        self._cache_key: tuple | None = None
+        # One cache of the effective weights. Outside shared_weights() it holds a no-grad
+        # computation keyed by the parameters' versions (an optimizer step bumps them);
+        # inside, the graph-carrying weights of the enclosing rollout, pinned.
         self._cache: BlockWeights | None = None
-        self._shared: BlockWeights | None = None
+        self._cache_key: tuple | None = None
+        self._pinned = False
 
     def x_matrices(self) -> list[torch.Tensor]:
         """Raw matrices on the x path of ``R``, in order."""
@@ -77,28 +80,42 @@ class LoopBlock(nn.Module):
         scale = self.matrix_budget / torch.clamp(sigma, min=self.matrix_budget)
         return weight * scale, sigma * scale
 
+    def _parameter_key(self) -> tuple:
+        # ``_version`` is torch's in-place modification counter: the only way to notice an
+        # optimizer step without hashing the values.
+        return tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
+
     def weights(self) -> BlockWeights:
-        """Effective weights. Cached while gradients are off and parameters are unchanged,
-        so imagined rollouts pay for the spectral norms once, not once per step."""
-        if self._shared is not None:
-            return self._shared
+        """Effective weights: pinned inside :meth:`shared_weights`; otherwise cached while
+        gradients are off and parameters unchanged, so imagined rollouts pay for the
+        spectral norms once, not once per step."""
+        if self._pinned:
+            return self._cache
         if torch.is_grad_enabled():
             return self._compute_weights()
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
-        if key != self._cache_key or self._cache is None:
-            self._cache = self._compute_weights()
-            self._cache_key = key
+        key = self._parameter_key()
+        if key != self._cache_key:
+            self._cache, self._cache_key = self._compute_weights(), key
         return self._cache
 
     @contextmanager
     def shared_weights(self) -> Iterator[None]:
         """Compute the effective weights once and reuse them (graph included) for every
         transition inside the block, e.g. the whole open-loop horizon of one loss."""
-        self._shared = self.weights()
+        if self._pinned:  # nested: the outer block already pinned them
+            yield
+            return
+        weights = self.weights()
+        # A graph-carrying computation must not be served later as a no-grad cache entry.
+        self._cache, self._cache_key, self._pinned = weights, None, True
+        if not torch.is_grad_enabled():
+            self._cache_key = self._parameter_key()
         try:
             yield
         finally:
-            self._shared = None
+            self._pinned = False
+            if self._cache_key is None:
+                self._cache = None
 
     def _compute_weights(self) -> BlockWeights:
         if self.certified:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,36 +17,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from loopwm.config import LoopWMConfig
+from loopwm.errors import CheckpointError, MissingError, UnsupportedError
+from loopwm.io import atomic_write
 from loopwm.world_model import WorldModel
 
 FORMAT = "loopwm-checkpoint"
-FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is corrupt, truncated, of another format or mismatched."""
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path`` (same folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    text = json.dumps(data, indent=2)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+FORMAT_VERSION = 2
+# Version 1 kept every family's fields in one config; these belonged to one family each.
+_V1_FAMILY_FIELDS = ("mlp_depth", "gate_threshold", "gate_tol")
 
 
 def save(
@@ -61,7 +38,7 @@ def save(
         extra: JSON-serialisable metadata kept with the weights (e.g. ``env_id``).
     """
     if not isinstance(model, WorldModel):
-        raise TypeError(f"save expects a loopwm world model, got {type(model).__name__}")
+        raise UnsupportedError(f"save expects a loopwm world model, got {type(model).__name__}")
     header = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -83,10 +60,13 @@ def _describe_foreign(path: Path) -> str:
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """Header of a checkpoint: ``{"kind", "config", "extra", "format_version"}``."""
+    """Header of a checkpoint: ``{"kind", "config", "extra", "format_version"}``, with the
+    config built as the family's config class."""
+    from loopwm.models import model_family
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingError(f"no checkpoint at {path}")
     try:
         from safetensors import safe_open
 
@@ -99,28 +79,35 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: safetensors file without a loopwm checkpoint header")
     version = int(meta.get("format_version", "-1"))
-    if version != FORMAT_VERSION:
+    if version not in (1, FORMAT_VERSION):
         raise CheckpointError(
             f"{path}: checkpoint format version {version}, this loopwm reads {FORMAT_VERSION}"
         )
+    kind = meta.get("kind")
     try:
-        config = LoopWMConfig.from_dict(json.loads(meta["config"]))
+        config_class = model_family(kind).cls.config_class
+    except ValueError:
+        raise CheckpointError(f"{path}: unknown model kind {kind!r}") from None
+    try:
+        fields = json.loads(meta["config"])
+        if version == 1:
+            own = config_class.__dataclass_fields__
+            fields = {k: v for k, v in fields.items() if k in own or k not in _V1_FAMILY_FIELDS}
+        config: LoopWMConfig = config_class.from_dict(fields)
         extra = json.loads(meta.get("extra", "{}"))
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid config in checkpoint header: {err}") from None
-    return {"kind": meta.get("kind"), "config": config, "extra": extra, "format_version": version}
+    return {"kind": kind, "config": config, "extra": extra, "format_version": version}
 
 
 def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> WorldModel:
     """Load a world model saved by :func:`save` (in eval mode). Never executes code."""
-    from loopwm.models import MODEL_CLASSES
+    from loopwm.models import model_family
 
     path = Path(path)
     header = read_header(path)
     kind = header["kind"]
-    if kind not in MODEL_CLASSES:
-        raise CheckpointError(f"{path}: unknown model kind {kind!r}")
-    model = MODEL_CLASSES[kind](header["config"])
+    model = model_family(kind).cls(header["config"])
     try:
         tensors = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError) as err:

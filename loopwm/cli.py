@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
+import inspect
 import sys
 from pathlib import Path
-from typing import Any
 
+from loopwm.cli_config import (
+    add_config_arguments,
+    add_model_arguments,
+    check_model_overrides,
+    config_from_args,
+    model_overrides,
+)
+from loopwm.config import PRESET_NAMES, FitConfig
+from loopwm.errors import ConfigError, LoopWMError
 from loopwm.models import MODEL_NAMES
 
 DESCRIPTION = "loopwm: model-based RL with a looped, certified-contraction world model."
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"loopwm: --set expects KEY=VALUE, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
-def _add_set_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a LoopWMConfig field of the world model, e.g. --set c_max=0.95 (repeatable)",
-    )
+AGENT_UNUSED_FIT_FIELDS = ("steps", "eval_horizon", "holdout_fraction", "eval_every", "seed")
 
 
 def _progress(args: argparse.Namespace) -> bool | None:
@@ -50,7 +38,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
         env = make_env(args.env)
         try:
-            policy = load_sb3_policy(args.policy, args.algo, env, deterministic=args.deterministic)
+            policy = load_sb3_policy(
+                args.policy, args.algo, env, deterministic=args.deterministic, device=args.device
+            )
         finally:
             env.close()
         name = f"sb3-{args.algo}:{args.policy}"
@@ -72,26 +62,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from loopwm.config import FitConfig
+    from loopwm.distributed import launched_by_torchrun
     from loopwm.fit import fit
 
-    cfg = FitConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        horizon=args.horizon,
-        lr=args.lr,
-        eval_horizon=args.eval_horizon,
-        eval_every=args.eval_every,
-        seed=args.seed,
-    )
-    from loopwm.distributed import launched_by_torchrun
-
+    cfg = config_from_args(FitConfig, args)
+    overrides = model_overrides(args)
+    check_model_overrides(overrides)
     out = args.out or f"runs/fit/{args.model}"
     model, result = fit(
         args.data,
         model=args.model,
         preset=args.preset,
-        model_overrides=_parse_set(args.set),
+        model_overrides=overrides,
         config=cfg,
         out=out,
         progress=_progress(args),
@@ -134,6 +116,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=out,
         progress=_progress(args),
+        device=args.device,
     )
     dream, real = result["dream_return"], result["real_return"]
     print(f"{args.algo} trained for {args.steps} imagined steps in a model of {result['env_id']}")
@@ -144,54 +127,28 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from loopwm.agents import DreamerConfig, PlannerConfig, TrainConfig, train
+    from loopwm.agents import TrainConfig, train
+    from loopwm.agents.run import read_config
 
-    # Options left unset fall back to the configs' own defaults (one source of truth).
-    agent_options = {"model": args.model, "preset": args.preset}
-    run_options = {
-        "seed": args.seed,
-        "prefill": args.prefill,
-        "train_ratio": args.train_ratio,
-        "eval_every": args.eval_every,
-        "eval_episodes": args.eval_episodes,
-    }
-    given = {k: v for k, v in {**agent_options, **run_options}.items() if v is not None}
-    if args.planner is not None:
-        given["planner"] = args.planner
-    if args.set:
-        given["set"] = args.set
+    overrides = model_overrides(args)
+    check_model_overrides(overrides)
     if args.resume:
-        if given or args.out:
-            names = ", ".join(
-                f"--{k.replace('_', '-')}" for k in [*given, *(["out"] * bool(args.out))]
-            )
-            raise ValueError(
-                f"--resume continues a run with its own config.json; {names} cannot change it "
-                f"(only --steps can)"
-            )
+        if args.out:
+            raise ConfigError("--resume continues the run in its own folder; drop --out")
+        # The stored config with the given flags applied; the resume decides what may change.
+        stored = read_config(args.resume)
+        config = config_from_args(TrainConfig, args, stored)
+        if overrides:
+            merged = {**config.agent.model_overrides, **overrides}
+            config = config.replace(agent=config.agent.replace(model_overrides=merged))
         run_dir = args.resume
-        config = None
-        if args.env or args.steps:
-            from loopwm.agents.run import read_config
-
-            stored = read_config(run_dir)
-            changes = {"env_id": args.env or stored.env_id, "steps": args.steps or stored.steps}
-            config = TrainConfig.from_dict({**stored.to_dict(), **changes})
     else:
-        if not args.env:
-            raise ValueError("--env is required for a new run (or --resume RUN_DIR)")
-        agent = DreamerConfig(
-            model_overrides=_parse_set(args.set),
-            planner=PlannerConfig(kind=args.planner or "none"),
-            **{k: v for k, v in agent_options.items() if v is not None},
-        )
-        config = TrainConfig(
-            env_id=args.env,
-            agent=agent,
-            **({"steps": args.steps} if args.steps else {}),
-            **{k: v for k, v in run_options.items() if v is not None},
-        )
-        run_dir = args.out or f"runs/train/{args.env.replace('/', '_')}"
+        if "env_id" not in vars(args):
+            raise ConfigError("--env is required for a new run (or --resume RUN_DIR)")
+        config = config_from_args(TrainConfig, args)
+        if overrides:
+            config = config.replace(agent=config.agent.replace(model_overrides=overrides))
+        run_dir = args.out or f"runs/train/{config.env_id.replace('/', '_')}"
     import signal
 
     def terminate(signum, frame):  # a scheduler's SIGTERM: stop as Ctrl-C does, data kept
@@ -206,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=_progress(args),
             tensorboard=not args.no_tensorboard,
             video=not args.no_video,
+            device=args.device,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: loopwm train --resume {run_dir}", file=sys.stderr)
@@ -234,7 +192,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from loopwm.agents import evaluate_agent, load_agent
     from loopwm.envs import make_env
 
-    agent, config, counters = load_agent(args.run)
+    agent, config, counters = load_agent(args.run, device=args.device)
     env = make_env(config.env_id)
     try:
         returns = evaluate_agent(agent, env, args.episodes, seed=args.seed)
@@ -252,33 +210,39 @@ def cmd_video(args: argparse.Namespace) -> int:
     from loopwm.video import record_rollout, write_video
 
     if not (args.checkpoint or args.run):
-        raise ValueError("give --checkpoint (a world model) or --run (a `loopwm train` run)")
+        raise ConfigError("give --checkpoint (a world model) or --run (a `loopwm train` run)")
     if args.run and args.policy:
-        raise ValueError("--run acts with the run's agent; drop --policy or --run")
+        raise ConfigError("--run acts with the run's agent; drop --policy or --run")
     policy = None
     if args.run:
         from loopwm.agents import load_agent
 
-        agent, config, _ = load_agent(args.run)
-        model = load(args.checkpoint) if args.checkpoint else agent.world_model
+        agent, config, _ = load_agent(args.run, device=args.device)
+        model = (
+            load(args.checkpoint, map_location=args.device)
+            if args.checkpoint
+            else agent.world_model
+        )
         if args.env and args.env != config.env_id:
-            raise ValueError(f"{args.run} is a run of {config.env_id}, not {args.env}")
+            raise ConfigError(f"{args.run} is a run of {config.env_id}, not {args.env}")
         env_id = config.env_id
 
         def policy(obs):
             return agent.act(obs, explore=False)
     else:
-        model = load(args.checkpoint)
+        model = load(args.checkpoint, map_location=args.device)
         env_id = args.env or (getattr(model, "checkpoint_extra", {}) or {}).get("env_id")
     if not env_id:
-        raise ValueError("--env is required: the checkpoint does not record its environment")
+        raise ConfigError("--env is required: the checkpoint does not record its environment")
     if args.policy:
         from loopwm.agents import load_sb3_policy
         from loopwm.envs import make_env
 
         env = make_env(env_id)
         try:
-            policy = load_sb3_policy(args.policy, args.algo, env, deterministic=True)
+            policy = load_sb3_policy(
+                args.policy, args.algo, env, deterministic=True, device=args.device
+            )
         finally:
             env.close()
     frames, trace = record_rollout(
@@ -317,9 +281,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if all(code == 0 for _, code, _ in results) else 1
 
 
+def _common(p: argparse.ArgumentParser, *, quiet: bool = True, device: bool = True) -> None:
+    """The flags every verb spells the same way."""
+    if device:
+        p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _algo(p: argparse.ArgumentParser, what: str) -> None:
+    from loopwm.agents.sb3 import SB3_ALGOS
+
+    p.add_argument("--algo", default="sac", choices=SB3_ALGOS, help=f"SB3 algorithm {what}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from loopwm.agents.config import TrainConfig
+    from loopwm.fit import fit
+
     parser = argparse.ArgumentParser(
         prog="loopwm", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an expected error too"
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
@@ -330,24 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=10_000, help="transitions per file")
     p.add_argument("--policy", help="a saved stable-baselines3 model (.zip) to act with")
-    p.add_argument("--algo", default="sac", help="SB3 algorithm of --policy (ppo, sac, ...)")
+    _algo(p, "of --policy")
     p.add_argument("--deterministic", action="store_true", help="no policy sampling noise")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
     p.set_defaults(func=cmd_collect)
 
+    fit_defaults = inspect.signature(fit).parameters
     p = sub.add_parser("fit", help="train a world model on a dataset, report held-out error")
     p.add_argument("--data", required=True, help="dataset folder from `loopwm collect`")
-    p.add_argument("--model", default="loopwm", choices=MODEL_NAMES)
-    p.add_argument("--preset", default="default", help="model size: tiny, small, default, large")
-    p.add_argument("--steps", type=int, default=2000, help="gradient steps")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--horizon", type=int, default=8, help="open-loop training horizon")
-    p.add_argument("--eval-horizon", type=int, default=10, help="K of the K-step error")
-    p.add_argument("--eval-every", type=int, default=500, help="0: evaluate at the end only")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    _add_set_option(p)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default=fit_defaults["model"].default, choices=MODEL_NAMES)
+    p.add_argument(
+        "--preset", default=fit_defaults["preset"].default, choices=PRESET_NAMES, help="model size"
+    )
     p.add_argument("--out", help="output folder (default runs/fit/MODEL)")
     p.add_argument("--no-tensorboard", action="store_true", help="no logs in OUT/tensorboard")
     p.add_argument(
@@ -355,44 +333,53 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="DistributedDataParallel across torchrun's processes (automatic under torchrun)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    add_config_arguments(p, FitConfig)
+    add_model_arguments(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("train", help="train the Dreamer-style agent online (the main job)")
-    p.add_argument("--env", help="gymnasium id with Box obs/actions (a new run)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run")
-    p.add_argument("--steps", type=int, help="real env steps (default 10000)")
     p.add_argument("--out", help="run folder (default runs/train/ENV)")
-    p.add_argument("--planner", choices=["none", "mppi", "cem"], help="default none")
-    p.add_argument("--model", choices=MODEL_NAMES, help="world model (default loopwm)")
-    p.add_argument("--preset", help="world-model size: tiny, small (default), default, large")
-    p.add_argument("--prefill", type=int, help="random steps before learning (default 1000)")
-    p.add_argument("--train-ratio", type=float, help="updates per real step (default 0.5)")
-    p.add_argument("--eval-every", type=int, help="real steps between evals (default 2500)")
-    p.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 5)")
-    p.add_argument("--seed", type=int, help="default 0")
-    _add_set_option(p)
     p.add_argument("--no-tensorboard", action="store_true", help="no logs in RUN/tensorboard")
     p.add_argument("--no-video", action="store_true", help="no RUN/videos/final.mp4")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+    add_config_arguments(
+        p,
+        TrainConfig,
+        aliases={
+            "env_id": ["--env"],
+            "agent.model": ["--model"],
+            "agent.preset": ["--preset"],
+            "agent.planner.kind": ["--planner"],
+        },
+        # The agent's world-model fields are the --wm.* flags; its model_fit reuses FitConfig,
+        # whose offline-only fields (steps, evaluation, split, seed) the agent never reads.
+        skip=(
+            "agent.model_overrides",
+            *(f"agent.model_fit.{name}" for name in AGENT_UNUSED_FIT_FIELDS),
+        ),
+    )
+    add_model_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="return of a trained agent on the real env")
     p.add_argument("--run", required=True, help="run folder of `loopwm train`")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode")
+    _common(p, quiet=False)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("dream", help="train an SB3 agent inside a world model, test it for real")
     p.add_argument("--checkpoint", required=True, help="world model from `loopwm fit`")
-    p.add_argument("--algo", default="sac", choices=["ppo", "sac", "td3", "a2c", "ddpg"])
+    _algo(p, "to train in the dream")
     p.add_argument("--steps", type=int, default=10_000, help="imagined env steps")
     p.add_argument("--env", help="real env id (default: the checkpoint's)")
     p.add_argument("--start-states", help="dataset folder to start imagined episodes from")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/dream/ALGO)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
     p.set_defaults(func=cmd_dream)
 
     p = sub.add_parser("bench", help="run benchmark scripts (writes benchmarks/results/)")
@@ -401,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--args", nargs=argparse.REMAINDER, default=[], help="arguments for the one benchmark"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p, device=False)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("video", help="video of real vs imagined rollouts with loop iterations")
@@ -409,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a `loopwm train` run: its world model and its agent's policy")
     p.add_argument("--env", help="real env id (default: the checkpoint's)")
     p.add_argument("--policy", help="SB3 agent .zip to act with (default: random actions)")
-    p.add_argument("--algo", default="sac", help="SB3 algorithm of --policy")
+    _algo(p, "of --policy")
     p.add_argument("--out", default="videos/rollout.mp4", help="output .mp4 (or .gif)")
     p.add_argument("--gif", action="store_true", help="write a GIF instead of mp4")
     p.add_argument("--steps", type=int, default=200)
@@ -417,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=240, help="panel side in pixels (multiple of 16)")
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    _common(p, quiet=False)
     p.set_defaults(func=cmd_video)
     return parser
 
@@ -429,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+    except LoopWMError as err:  # an expected failure: one line; a bug keeps its traceback
+        if args.debug:
+            raise
         print(f"loopwm {args.verb}: error: {err}", file=sys.stderr)
         return 2
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from loopwm.envs import box_space_meta, check_box_env, make_env
+from loopwm.checks import check_positive_int, progress_disabled
+from loopwm.envs import check_box_env, dataset_meta, make_env
 from loopwm.replay import ReplayWriter
 
 
@@ -40,25 +41,20 @@ def collect(
     Returns:
         The dataset's meta.json content.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_positive_int("steps", steps)
     env = make_env(env_id, **(env_kwargs or {}))
     try:
         obs_dim, action_dim = check_box_env(env)
         env.action_space.seed(seed)
-        meta = {
-            "env_id": env_id,
-            "policy": policy_name,
-            "seed": seed,
-            "observation_space": box_space_meta(env.observation_space),
-            "action_space": box_space_meta(env.action_space),
-        }
+        meta = dataset_meta(env_id, env, policy=policy_name, seed=seed)
         low, high = env.action_space.low, env.action_space.high
         writer = ReplayWriter(
             Path(out), obs_dim=obs_dim, action_dim=action_dim, meta=meta, chunk_size=chunk_size
         )
         obs, _ = env.reset(seed=seed)
-        bar = tqdm(total=steps, desc=f"collect {env_id}", disable=_disable(progress), unit="step")
+        bar = tqdm(
+            total=steps, desc=f"collect {env_id}", disable=progress_disabled(progress), unit="step"
+        )
         with writer, bar:
             for _ in range(steps):
                 if policy is None:
@@ -72,8 +68,3 @@ def collect(
         return writer.meta
     finally:
         env.close()
-
-
-def _disable(progress: bool | None) -> bool | None:
-    # tqdm: disable=None turns the bar off when stderr is not a terminal.
-    return None if progress is None else not progress

@@ -1,38 +1,36 @@
 """Frozen configuration for loopwm world models and their training.
 
-One :class:`LoopWMConfig` describes every world model in the package (LoopWM and the
-baselines behind the same interface); fields that only one model reads say so. Configs
-are never mutated after they are built: derive a new one with :meth:`LoopWMConfig.replace`.
+:class:`LoopWMConfig` holds what every world model in the package shares (sizes, the
+block, the loop's halting and training settings); a family with settings of its own
+subclasses it next to its model class (``MLPConfig`` in :mod:`loopwm.baselines`,
+``GatedLoopWMConfig`` in :mod:`loopwm.looped`). Configs are never mutated after they are
+built: derive a new one with :meth:`LoopWMConfig.replace`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from loopwm.checks import check_choice, check_fraction, check_positive, check_positive_int
+from loopwm.errors import ConfigError
 
 ACTIVATIONS = ("tanh", "relu", "leaky_relu")  # 1-Lipschitz: the contraction proof needs it
 GRAD_MODES = ("truncated", "phantom")
 HALTING_MODES = ("certified", "fixed")
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
 @dataclass(frozen=True)
 class LoopWMConfig:
-    """Configuration of a looped world model (and of the baselines sharing its interface).
+    """Configuration of a looped world model (and the settings every baseline shares).
 
     Only ``obs_dim`` and ``action_dim`` are required; read them from the environment's
     ``observation_space.shape[0]`` and ``action_space.shape[0]``.
     """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    """A family's own fields per preset, laid over :data:`MODEL_PRESETS` (subclasses)."""
 
     obs_dim: int
     """Size of the (flat, Box) observation vector."""
@@ -49,7 +47,7 @@ class LoopWMConfig:
     """Width of the hidden layers of the shared block ``R(x, u)``."""
     block_layers: int = 1
     """Hidden layers in ``R``; every matrix that touches ``x`` is spectrally constrained."""
-    activation: str = "tanh"
+    activation: str = field(default="tanh", metadata={"choices": ACTIVATIONS})
     """Activation inside the loop, one of ``ACTIVATIONS`` (all 1-Lipschitz)."""
 
     a_max: float = 0.5
@@ -62,7 +60,7 @@ class LoopWMConfig:
     ``c/(1-c) * ||x^k - x^{k-1}||``, is at most ``tol``."""
     max_iters: int = 32
     """Iteration cap at inference (override per call with ``step(..., max_iters=)``)."""
-    halting: str = "certified"
+    halting: str = field(default="certified", metadata={"choices": HALTING_MODES})
     """``certified`` halts per sample on the bound above; ``fixed`` always runs ``max_iters``
     (the ablation for adaptive compute)."""
 
@@ -71,20 +69,15 @@ class LoopWMConfig:
     train_iters_sigma: float = 0.5
     """Log-normal spread of the sampled training iteration count."""
     grad_iters: int = 4
-    """Iterations at the end of the loop that gradients flow through (truncated backprop)."""
-    grad_mode: str = "phantom"
+    """Tracked iterations gradients flow through: re-run from the solved fixed point with
+    ``grad_mode="phantom"`` (the default), the last ones of the sampled count with
+    ``"truncated"``. Imagination tracks one (it reproduces the solved latent)."""
+    grad_mode: str = field(default="phantom", metadata={"choices": GRAD_MODES})
     """``phantom`` (default): solve with halting and no gradients, then ``grad_iters``
     tracked iterations from the solution (Jacobian-free / phantom gradient): training sees
     the same fixed point inference uses. ``truncated``: an iteration count sampled per batch,
     gradients through its last ``grad_iters`` iterations. With ``halting="fixed"`` both
     train with exactly ``max_iters`` iterations, gradients through the last ``grad_iters``."""
-
-    mlp_depth: int = 8
-    """(``mlp`` baseline only) number of untied blocks in the stack."""
-    gate_threshold: float = 0.5
-    """(``loopwm-gate`` baseline only) halting probability at which a sample stops."""
-    gate_tol: float = 1e-2
-    """(``loopwm-gate`` baseline only) relative latent change the gate learns to call converged."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -97,24 +90,18 @@ class LoopWMConfig:
             "block_layers",
             "max_iters",
             "grad_iters",
-            "mlp_depth",
         ):
-            _check_positive_int(name, getattr(self, name))
-        for name in ("tol", "train_iters_mean", "train_iters_sigma", "gate_tol"):
-            _check_positive(name, getattr(self, name))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.grad_mode not in GRAD_MODES:
-            raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {self.grad_mode!r}")
-        if self.halting not in HALTING_MODES:
-            raise ValueError(f"halting must be one of {HALTING_MODES}, got {self.halting!r}")
+            check_positive_int(name, getattr(self, name))
+        for name in ("tol", "train_iters_mean", "train_iters_sigma"):
+            check_positive(name, getattr(self, name))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("grad_mode", self.grad_mode, GRAD_MODES)
+        check_choice("halting", self.halting, HALTING_MODES)
         if not 0.0 < self.a_max < self.c_max < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"need 0 < a_max < c_max < 1 for a contraction, got a_max={self.a_max}, "
                 f"c_max={self.c_max}"
             )
-        if not 0.0 < self.gate_threshold < 1.0:
-            raise ValueError(f"gate_threshold must be in (0, 1), got {self.gate_threshold}")
 
     def replace(self, **changes: Any) -> LoopWMConfig:
         """A copy with ``changes`` applied (validated again)."""
@@ -129,19 +116,27 @@ class LoopWMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown LoopWMConfig fields: {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
         return cls(**data)
 
     @classmethod
     def preset(cls, name: str, *, obs_dim: int, action_dim: int, **overrides: Any) -> LoopWMConfig:
-        """A named preset (``tiny``, ``default``, ``large``) for the given sizes.
+        """A named preset (``tiny``, ``small``, ``default``, ``large``) for the given sizes.
+
+        The preset's shared sizes come from :data:`MODEL_PRESETS`, a family's own fields
+        from its class's ``PRESETS``; ``overrides`` win over both.
 
         >>> LoopWMConfig.preset("tiny", obs_dim=4, action_dim=1).latent_dim
         16
         """
-        if name not in MODEL_PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {sorted(MODEL_PRESETS)}")
-        fields = {**MODEL_PRESETS[name], **overrides, "obs_dim": obs_dim, "action_dim": action_dim}
+        check_choice("preset", name, PRESET_NAMES)
+        fields = {
+            **MODEL_PRESETS[name],
+            **cls.PRESETS.get(name, {}),
+            **overrides,
+            "obs_dim": obs_dim,
+            "action_dim": action_dim,
+        }
         return cls.from_dict(fields)
 
 
@@ -154,12 +149,12 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         max_iters=16,
         train_iters_mean=4.0,
         grad_iters=2,
-        mlp_depth=4,
     ),
     "small": dict(latent_dim=64, hidden_dim=128, inject_dim=64, block_hidden=128),
     "default": {},
     "large": dict(latent_dim=256, hidden_dim=512, inject_dim=256, block_hidden=512, block_layers=2),
 }
+PRESET_NAMES = tuple(MODEL_PRESETS)  # tiny (tests), small (the agent's), default, large
 
 
 @dataclass(frozen=True)
@@ -195,13 +190,12 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "horizon", "eval_horizon"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in ("lr", "grad_clip"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if not 0.0 < self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
-        if not 0.0 < self.horizon_discount <= 1.0:
-            raise ValueError(f"horizon_discount must be in (0, 1], got {self.horizon_discount}")
+            raise ConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        check_fraction("horizon_discount", self.horizon_discount)
         unknown = set(self.loss_weights) - {"obs", "reward", "cont", "consistency"}
         if unknown:
-            raise ValueError(f"unknown loss_weights keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown loss_weights keys: {sorted(unknown)}")

@@ -21,7 +21,8 @@ from datetime import timedelta
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+
+from loopwm.errors import ConfigError, SetupError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_TIMEOUT_S = 600.0  # rendezvous and every collective (rank 0 evaluates alone)
@@ -56,7 +57,7 @@ def init_distributed(device: str = "cpu", timeout_s: float | None = None) -> Dis
     """
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if missing:
-        raise RuntimeError(
+        raise SetupError(
             f"distributed training needs the rendezvous variables torchrun sets (missing "
             f"{', '.join(missing)}); start it with: torchrun --nproc-per-node N -m loopwm fit ..."
         )
@@ -75,7 +76,7 @@ def init_distributed(device: str = "cpu", timeout_s: float | None = None) -> Dis
                 backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)
             )
         except (RuntimeError, ValueError, dist.DistError) as err:
-            raise RuntimeError(
+            raise SetupError(
                 f"rank {rank}: could not join the process group at "
                 f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} within "
                 f"{timeout_s:.0f} s ({err})"
@@ -91,7 +92,7 @@ def shutdown() -> None:
 def shard(ids: np.ndarray, ctx: DistContext) -> np.ndarray:
     """This rank's share of the (already shuffled) training episode ids."""
     if len(ids) < ctx.world_size:
-        raise ValueError(
+        raise ConfigError(
             f"{len(ids)} training episodes cannot be shared by {ctx.world_size} processes; "
             f"collect more episodes or start fewer processes"
         )
@@ -109,15 +110,3 @@ def global_obs_statistics(obs: np.ndarray, device: torch.device) -> tuple[np.nda
     std = (sums[1] / count - mean.pow(2)).clamp_min(0).sqrt()
     std = torch.where(std < 1e-6, torch.ones_like(std), std)
     return mean.float().cpu().numpy(), std.float().cpu().numpy()
-
-
-class LossModule(nn.Module):
-    """The world-model loss as a module, so DDP sees a forward call and syncs gradients."""
-
-    def __init__(self, model: nn.Module, loss_fn) -> None:
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-
-    def forward(self, batch):
-        return self.loss_fn(self.model, batch)

@@ -7,7 +7,6 @@ import os
 import platform
 import time
 import warnings
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,70 +14,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from loopwm.checkpoint import save, write_json
+from loopwm.checkpoint import save
+from loopwm.checks import progress_disabled
 from loopwm.config import FitConfig
-from loopwm.distributed import LossModule
-from loopwm.losses import batch_to_tensors, world_model_loss
+from loopwm.errors import ConfigError
+from loopwm.io import write_json
 from loopwm.models import build_model, model_config
 from loopwm.replay import Replay, split_episode_ids
 from loopwm.summaries import TensorBoardLogger
+from loopwm.training import WorldModelTrainer, evaluate, obs_statistics
+from loopwm.video import log_open_loop_video
 from loopwm.world_model import WorldModel
 
-EVAL_WINDOWS = 2048  # held-out windows scored per evaluation (fixed subset, fixed seed)
 LOG_EVERY = 50  # training steps between TensorBoard scalar writes
-
-
-@torch.no_grad()
-def evaluate(model: WorldModel, replay: Replay, horizon: int, *, limit: int = EVAL_WINDOWS) -> dict:
-    """Held-out open-loop error of ``model`` on every ``horizon``-step window of ``replay``.
-
-    The model encodes the first observation of each window once and imagines ``horizon``
-    steps under the recorded actions. Errors are mean squared errors per observation
-    dimension in the model's standardised units; ``copy`` is the predictor that repeats
-    the window's first observation.
-
-    Returns:
-        ``obs_mse_1``, ``obs_mse_K``, ``copy_mse_1``, ``copy_mse_K``, ``reward_mse_1``,
-        per-step curves ``obs_mse_by_step`` / ``copy_mse_by_step``, loop statistics, and
-        ``iters_per_step`` (an array of every imagined step's iteration count).
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        windows = batch_to_tensors(replay.eval_windows(horizon, limit), _device(model))
-        std, mean = model.obs_std, model.obs_mean
-        latent = model._encode(windows["obs0"])
-        rollout = model.imagine(latent, windows["action"])
-        pred = model._decode_normalized(rollout.latent.flatten(0, 1)).reshape(
-            windows["next_obs"].shape
-        )  # (B, K, O), standardised
-        target = (windows["next_obs"] - mean) / std  # (B, K, O)
-        copy = ((windows["obs0"] - mean) / std)[:, None, :]  # (B, 1, O)
-        obs_curve = (pred - target).pow(2).mean(dim=(0, 2))  # (K,)
-        copy_curve = (copy - target).pow(2).mean(dim=(0, 2))  # (K,)
-        reward_mse = (rollout.reward[:, 0] - windows["reward"][:, 0]).pow(2).mean()
-        iters = rollout.iters.float()
-        return {
-            "windows": int(windows["obs0"].shape[0]),
-            "horizon": horizon,
-            "obs_mse_1": float(obs_curve[0]),
-            "obs_mse_K": float(obs_curve[-1]),
-            "copy_mse_1": float(copy_curve[0]),
-            "copy_mse_K": float(copy_curve[-1]),
-            "reward_mse_1": float(reward_mse),
-            "obs_mse_by_step": [float(v) for v in obs_curve],
-            "copy_mse_by_step": [float(v) for v in copy_curve],
-            "iters_mean": float(iters.mean()),
-            "iters_max": int(iters.max()),
-            "latent_norm_max": float(rollout.latent.norm(dim=-1).max()),
-            "iters_per_step": rollout.iters.flatten().cpu().numpy(),
-        }
-    finally:
-        model.train(was_training)
-
-
-def _device(model: WorldModel) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _scalars(prefix: str, held: dict, keep_lists: bool = False) -> dict:
@@ -96,76 +44,6 @@ def _log_evaluation(logger, model, held, heldout, record, step) -> None:
         log_open_loop_video(logger, model, heldout.meta.get("env_id"), step)
     except Exception as err:  # a logging video must never stop a fit
         warnings.warn(f"no open-loop video logged at step {step}: {err}", stacklevel=2)
-
-
-def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=None) -> None:
-    """Log ``eval/open_loop_video`` (real | imagined | iterations, 40 steps) where the env
-    can draw imagined states; other envs get no video (their scalars still go out)."""
-    from loopwm.envs.render import check_renderable
-
-    if env_id is None:
-        return  # a dataset without an env id: nothing to render
-    try:
-        check_renderable(env_id)
-    except ValueError:
-        return
-    from loopwm.video import record_rollout
-
-    frames, _ = record_rollout(
-        model, env_id, steps=40, resync_every=20, size=96, seed=step, policy=policy
-    )
-    logger.video("eval/open_loop_video", np.stack(frames), step)
-
-
-def obs_statistics(replay: Replay) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and std of the stored observations (constant dims get std 1)."""
-    obs = np.concatenate([replay.obs, replay.next_obs])
-    std = obs.std(axis=0)
-    return obs.mean(axis=0), np.where(std < 1e-6, 1.0, std)
-
-
-class WorldModelTrainer:
-    """A world model with its optimizer, trained on sequences sampled from a replay.
-
-    Args:
-        model: the world model (its observation normaliser must already be set).
-        config: batch size, horizon, learning rate, loss weights, seed of the batch sampler.
-    """
-
-    def __init__(self, model: WorldModel, config: FitConfig, *, ddp: bool = False) -> None:
-        self.model = model
-        self.config = config
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-        self.rng = np.random.default_rng(config.seed)
-        self.steps = 0
-        # The loss as a module: DistributedDataParallel syncs gradients of forward calls.
-        loss = LossModule(model, partial(world_model_loss, cfg=config))
-        if ddp:
-            from torch.nn.parallel import DistributedDataParallel
-
-            device = _device(model)
-            ids = [device] if device.type == "cuda" else None
-            loss = DistributedDataParallel(loss, device_ids=ids)
-        self._loss = loss
-
-    def train_step(self, replay: Replay) -> dict[str, float]:
-        """One gradient step on a batch of open-loop windows; returns its metrics."""
-        cfg = self.config
-        self.model.train()
-        window = replay.sample_sequences(cfg.batch_size, cfg.horizon, self.rng)
-        batch = batch_to_tensors(window, _device(self.model))
-        loss, metrics = self._loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"world-model loss became {float(loss)} at step {self.steps}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.steps += 1
-        metrics["wm/grad_norm"] = float(grad_norm)
-        return metrics
 
 
 def fit(
@@ -209,7 +87,7 @@ def fit(
     ctx = dist_utils.init_distributed(device)
     try:
         if cfg.batch_size % ctx.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size {cfg.batch_size} is the global batch: it must be divisible by "
                 f"the {ctx.world_size} processes"
             )
@@ -258,7 +136,7 @@ def _check_heldout(heldout: Replay | None, horizon: int, ctx) -> None:
         if flag.item() and not problem:
             problem = "rank 0 cannot score its held-out episodes (its error says why)"
     if problem:
-        raise ValueError(problem)
+        raise ConfigError(problem)
 
 
 def _fit(
@@ -307,7 +185,7 @@ def _fit(
 
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
-    disable = (None if progress is None else not progress) if main else True
+    disable = progress_disabled(progress) if main else True
     bar = tqdm(range(1, cfg.steps + 1), desc=f"fit {model}", disable=disable)
     logger = TensorBoardLogger(logdir) if logdir is not None and main else None
     for step in bar:

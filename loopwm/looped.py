@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -12,11 +13,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from loopwm.block import BlockWeights, LoopBlock
+from loopwm.checks import check_positive
 from loopwm.config import LoopWMConfig
-from loopwm.solver import StopRule, certified_stop, sample_train_iters, solve
+from loopwm.errors import ConfigError
+from loopwm.registry import register_model
+from loopwm.solver import Solution, StopRule, certified_stop, sample_train_iters, solve
 from loopwm.world_model import Transition, WorldModel
 
 
+@register_model(
+    "loopwm-fixed",
+    requires={"halting": "fixed"},
+    # as many iterations as LoopWM trains with, unless told otherwise
+    defaults=lambda config: {"max_iters": max(1, round(config.train_iters_mean))},
+)
+@register_model("loopwm")
 class LoopWM(WorldModel):
     """Looped world model: encoder -> ONE shared block iterated to convergence -> heads.
 
@@ -32,6 +43,10 @@ class LoopWM(WorldModel):
     >>> out = model.step(model.encode(torch.zeros(2, 4)), torch.zeros(2, 1))
     >>> out.latent.shape, out.iters.shape, model.contraction_bound() < 1
     (torch.Size([2, 16]), torch.Size([2]), True)
+
+    Registered as ``loopwm`` and as ``loopwm-fixed``, the ablation for adaptive compute:
+    LoopWM with ``halting="fixed"``, which always runs ``max_iters`` iterations, in training
+    too; unless set, ``max_iters`` is LoopWM's mean training count ``train_iters_mean``.
     """
 
     kind = "loopwm"
@@ -77,45 +92,72 @@ class LoopWM(WorldModel):
         w = self.block.weights()
         projected = self.block.project(inject, w)  # (B, D + H), loop-invariant
         f = partial(self.block.iterate, w)
+        if self.training and (
+            self.config.grad_mode == "truncated" or self.config.halting == "fixed"
+        ):
+            return self._truncated(f, latent, projected, max_iters)
+        with torch.no_grad():
+            sol = solve(f, latent, projected, max_iters=max_iters, stop=self._stop_rule(w, tol))
+        if not torch.is_grad_enabled():
+            return Transition(latent=sol.latent, iters=sol.iters, residual=sol.residual)
+        return self._phantom(f, sol, projected)
+
+    def _phantom(self, f, sol: Solution, projected: torch.Tensor) -> Transition:
+        """Phantom gradient: re-run the last iteration(s) from the solved point with autograd
+        on. With one tracked iteration (imagination) this reproduces the solved latent."""
+        tracked = self.config.grad_iters if self.training else 1
+        return self._track(f, sol.previous, projected, tracked, done=sol.iters - 1)
+
+    def _truncated(self, f, latent: torch.Tensor, projected: torch.Tensor, max_iters: int):
+        """Training with an iteration count sampled per batch (or the fixed count), with
+        gradients through its last ``grad_iters`` iterations only."""
         cfg = self.config
-        if self.training and (cfg.grad_mode == "truncated" or cfg.halting == "fixed"):
-            # A count sampled per batch (or the fixed count); gradients through the last
-            # grad_iters iterations only.
-            if cfg.halting == "fixed":
-                total = max_iters
-            else:
-                cap = max(max_iters, math.ceil(4 * cfg.train_iters_mean))
-                total = sample_train_iters(cfg.train_iters_mean, cfg.train_iters_sigma, cap)
-            tracked = min(cfg.grad_iters, total)
-            start = latent
-            if total > tracked:
-                with torch.no_grad():
-                    start = solve(f, latent, projected, max_iters=total - tracked, stop=None).latent
-            done = torch.full((latent.shape[0],), total - tracked, device=latent.device)
+        if cfg.halting == "fixed":
+            total = max_iters
         else:
+            cap = max(max_iters, math.ceil(4 * cfg.train_iters_mean))
+            total = sample_train_iters(cfg.train_iters_mean, cfg.train_iters_sigma, cap)
+        tracked = min(cfg.grad_iters, total)
+        start = latent
+        if total > tracked:
             with torch.no_grad():
-                sol = solve(f, latent, projected, max_iters=max_iters, stop=self._stop_rule(w, tol))
-            if not torch.is_grad_enabled():
-                return Transition(latent=sol.latent, iters=sol.iters, residual=sol.residual)
-            # Phantom gradient: re-run the last iteration(s) from the solved point with
-            # autograd on. With one tracked iteration this reproduces the solved latent.
-            tracked = cfg.grad_iters if self.training else 1
-            start, done = sol.previous, sol.iters - 1
+                start = solve(f, latent, projected, max_iters=total - tracked, stop=None).latent
+        done = torch.full((latent.shape[0],), total - tracked, device=latent.device)
+        return self._track(f, start, projected, tracked, done=done)
+
+    def _track(self, f, start, projected, tracked: int, *, done: torch.Tensor) -> Transition:
+        """``tracked`` iterations from ``start`` with autograd on; ``done`` were run before."""
         x = start
         pairs = []
         for _ in range(tracked):
             x_new = f(x, projected)
             pairs.append((x, x_new))
             x = x_new
-        prev = pairs[-1][0]
         return Transition(
             latent=x,
             iters=(done + tracked).long(),
-            residual=torch.linalg.vector_norm((x - prev).detach(), dim=-1),
+            residual=torch.linalg.vector_norm((x - pairs[-1][0]).detach(), dim=-1),
             aux_loss=self._aux_loss(pairs) if self.training else None,
         )
 
 
+@dataclass(frozen=True)
+class GatedLoopWMConfig(LoopWMConfig):
+    """LoopWM's settings plus the paper's halting gate."""
+
+    gate_threshold: float = 0.5
+    """Halting probability at which a sample stops."""
+    gate_tol: float = 1e-2
+    """Relative latent change the gate learns to call converged."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("gate_tol", self.gate_tol)
+        if not 0.0 < self.gate_threshold < 1.0:
+            raise ConfigError(f"gate_threshold must be in (0, 1), got {self.gate_threshold}")
+
+
+@register_model("loopwm-gate")
 class GatedLoopWM(LoopWM):
     """The LoopWM paper's variant: ``A = exp(-softplus)`` in (0, 1) is its only stability
     argument, ``R`` is unconstrained, and a learned gate decides when to halt.
@@ -127,6 +169,7 @@ class GatedLoopWM(LoopWM):
 
     kind = "loopwm-gate"
     certified = False
+    config_class = GatedLoopWMConfig
 
     def __init__(self, config: LoopWMConfig) -> None:
         super().__init__(config)
@@ -140,7 +183,7 @@ class GatedLoopWM(LoopWM):
             return None
         threshold = self.config.gate_threshold
 
-        def stop(new, old, projected):
+        def stop(new, old):
             return torch.sigmoid(self._gate_logit(new, old)) >= threshold
 
         return stop

@@ -1,41 +1,64 @@
-"""Model registry: the ``--model`` names of ``loopwm fit`` and of checkpoints."""
+"""World-model families by name: the ``--model`` names of the CLI and of checkpoints.
+
+Each family registers itself (:func:`loopwm.registry.register_model`) in its own file;
+this module imports those files, one line each, and builds models by name.
+"""
 
 from __future__ import annotations
 
-from loopwm.baselines import GRUWorldModel, MLPWorldModel
+import importlib
+from typing import Any
+
 from loopwm.config import LoopWMConfig
-from loopwm.looped import GatedLoopWM, LoopWM
+from loopwm.errors import ConfigError
+from loopwm.registry import MODEL_REGISTRY, ModelFamily
 from loopwm.world_model import WorldModel
 
-MODEL_CLASSES: dict[str, type[WorldModel]] = {
-    cls.kind: cls for cls in (LoopWM, GatedLoopWM, MLPWorldModel, GRUWorldModel)
-}
-MODEL_NAMES = ("loopwm", "loopwm-fixed", "loopwm-gate", "mlp", "gru")
+FAMILY_MODULES = (
+    "loopwm.looped",  # loopwm, loopwm-fixed, loopwm-gate
+    "loopwm.baselines",  # mlp, gru
+)
+for _module in FAMILY_MODULES:
+    importlib.import_module(_module)
+
+MODEL_NAMES = tuple(MODEL_REGISTRY)
+
+
+def model_family(name: str) -> ModelFamily:
+    """The registered family ``name`` (a clear error naming the choices otherwise)."""
+    if name not in MODEL_REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
+    return MODEL_REGISTRY[name]
 
 
 def model_config(
     name: str, preset: str, *, obs_dim: int, action_dim: int, overrides: dict | None = None
 ) -> LoopWMConfig:
-    """The config of world model ``name`` from a preset and field overrides.
-
-    ``loopwm-fixed`` runs, unless told otherwise, as many iterations as LoopWM trains with.
-    """
+    """The config of world model ``name``: its family's config class at ``preset`` with
+    ``overrides`` (field names of that config class), the family's derived defaults for
+    the fields not overridden, and the fields the family requires."""
+    family = model_family(name)
     overrides = dict(overrides or {})
-    if name == "loopwm-fixed" and "max_iters" not in overrides:
-        base = LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim)
-        mean = overrides.get("train_iters_mean", base.train_iters_mean)
-        overrides["max_iters"] = max(1, round(mean))
-    return LoopWMConfig.preset(preset, obs_dim=obs_dim, action_dim=action_dim, **overrides)
+    for key, value in family.requires.items():
+        if key in overrides and overrides[key] != value:
+            raise ConfigError(f"the {name} model needs {key}={value!r}, got {overrides[key]!r}")
+    config_class = family.cls.config_class
+    fields = {**overrides, **family.requires}
+    config = config_class.preset(preset, obs_dim=obs_dim, action_dim=action_dim, **fields)
+    if family.defaults is None:
+        return config
+    derived = {k: v for k, v in family.defaults(config).items() if k not in overrides}
+    return config.replace(**derived)
 
 
 def build_model(name: str, config: LoopWMConfig) -> WorldModel:
-    """Build the world model called ``name`` (one of ``MODEL_NAMES``).
+    """Build the world model called ``name`` (one of ``MODEL_NAMES``) from ``config``.
 
-    ``loopwm-fixed`` is LoopWM with ``halting="fixed"``: it always runs ``max_iters``
-    iterations, in training too (the ablation for adaptive compute).
+    A plain :class:`LoopWMConfig` is widened to the family's config class (its own fields
+    at their defaults); the fields the family requires are set.
     """
-    if name == "loopwm-fixed":
-        return LoopWM(config.replace(halting="fixed"))
-    if name not in MODEL_CLASSES:
-        raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
-    return MODEL_CLASSES[name](config)
+    family = model_family(name)
+    config_class = family.cls.config_class
+    known = config_class.__dataclass_fields__
+    fields: dict[str, Any] = {k: v for k, v in config.to_dict().items() if k in known}
+    return family.cls(config_class.from_dict({**fields, **family.requires}))

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loopwm.errors import ConfigError
+
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
     """``sign(x) * log(1 + |x|)``: compresses targets whose scale varies (DreamerV3)."""
@@ -25,7 +27,7 @@ def activation_fn(name: str):
         return F.relu
     if name == "leaky_relu":
         return F.leaky_relu
-    raise ValueError(f"unknown activation {name!r}")
+    raise ConfigError(f"unknown activation {name!r}")
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.Sequential:

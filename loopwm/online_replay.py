@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from loopwm.errors import ConfigError
 from loopwm.replay import FIELDS, Replay, ReplayWriter, episode_ends, windows
 
 DTYPES = {
@@ -58,7 +59,7 @@ class OnlineReplay:
         writer = ReplayWriter.reopen(root)
         replay = cls.__new__(cls)
         replay._setup(writer, capacity)
-        if writer._written == 0:
+        if writer.written == 0:
             return replay  # killed before its first chunk: nothing to read back
         stored = Replay.load(root)  # after reopen: an unfinished episode is now truncated
         keep = slice(max(0, len(stored) - capacity), len(stored))
@@ -72,7 +73,7 @@ class OnlineReplay:
 
     def _setup(self, writer: ReplayWriter, capacity: int) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+            raise ConfigError(f"capacity must be a positive int, got {capacity!r}")
         self.writer = writer
         self.root = Path(writer.root)
         self.capacity = capacity
@@ -106,7 +107,7 @@ class OnlineReplay:
     @property
     def episodes(self) -> int:
         """Episodes closed so far (terminated or truncated), including those on disk only."""
-        return self.writer._episode
+        return self.writer.episode
 
     @property
     def total(self) -> int:
@@ -116,7 +117,7 @@ class OnlineReplay:
     # ------------------------------------------------------------------ writing
     def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
         """Store one transition (validated by the writer: shapes, finite values)."""
-        episode = self.writer._episode  # the writer moves on once an episode ends
+        episode = self.writer.episode  # the writer moves on once an episode ends
         self.writer.add(obs, action, reward, next_obs, terminated, truncated)
         if self._size == len(self._arrays["reward"]):
             self._grow()
@@ -174,7 +175,7 @@ class OnlineReplay:
         """Random windows of ``horizon`` transitions, masked past each episode's end (an
         open episode ends at the newest transition)."""
         if self._size == 0:
-            raise ValueError("the replay is empty; store transitions before sampling")
+            raise ConfigError("the replay is empty; store transitions before sampling")
         start = rng.integers(0, self._size, size=batch_size)
         end = np.where(
             start >= self._episode_start, self._size - 1, self._episode_end[: self._size][start]
@@ -184,9 +185,5 @@ class OnlineReplay:
     def sample_obs(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """``batch_size`` stored observations drawn uniformly (states an agent acted from)."""
         if self._size == 0:
-            raise ValueError("the replay is empty; store transitions before sampling")
+            raise ConfigError("the replay is empty; store transitions before sampling")
         return self.obs[rng.integers(0, self._size, size=batch_size)]  # (B, O)
-
-    def to_replay(self) -> Replay:
-        """The in-memory transitions as a :class:`Replay` (e.g. for held-out scoring)."""
-        return Replay(**{k: getattr(self, k).copy() for k in FIELDS}, meta=dict(self.meta))

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from loopwm.checkpoint import atomic_write, write_json
+from loopwm.errors import ConfigError, ExistsError, MissingError
+from loopwm.io import atomic_write, write_json
 
 REPLAY_FORMAT = "loopwm-replay"
 REPLAY_VERSION = 1
@@ -94,9 +95,9 @@ class ReplayWriter:
     ) -> None:
         self.root = Path(root)
         if (self.root / "meta.json").exists() or any(self.root.glob("chunk_*.npz")):
-            raise FileExistsError(f"{self.root} already holds a dataset; choose another folder")
+            raise ExistsError(f"{self.root} already holds a dataset; choose another folder")
         if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+            raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
         self.root.mkdir(parents=True, exist_ok=True)
         self.obs_dim, self.action_dim, self.chunk_size = obs_dim, action_dim, chunk_size
         self.meta = {
@@ -154,19 +155,29 @@ class ReplayWriter:
         write_json(root / "meta.json", writer.meta)
         return writer
 
+    @property
+    def written(self) -> int:
+        """Transitions in chunk files on disk (the buffered ones not counted)."""
+        return self._written
+
+    @property
+    def episode(self) -> int:
+        """Id of the episode the next transition belongs to."""
+        return self._episode
+
     def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
         """Store one transition; ``terminated or truncated`` closes the current episode."""
         obs = np.asarray(obs, dtype=np.float32).reshape(-1)
         next_obs = np.asarray(next_obs, dtype=np.float32).reshape(-1)
         action = np.asarray(action, dtype=np.float32).reshape(-1)
         if obs.shape != (self.obs_dim,) or next_obs.shape != (self.obs_dim,):
-            raise ValueError(f"observations must have {self.obs_dim} entries, got {obs.shape}")
+            raise ConfigError(f"observations must have {self.obs_dim} entries, got {obs.shape}")
         if action.shape != (self.action_dim,):
-            raise ValueError(f"actions must have {self.action_dim} entries, got {action.shape}")
+            raise ConfigError(f"actions must have {self.action_dim} entries, got {action.shape}")
         reward = float(reward)
         finite = np.isfinite(obs).all() and np.isfinite(next_obs).all()
         if not (finite and np.isfinite(action).all() and np.isfinite(reward)):
-            raise ValueError(
+            raise ConfigError(
                 f"non-finite value in transition {self._written + len(self._buffer)} "
                 f"(episode {self._episode}); refusing to store it"
             )
@@ -260,9 +271,9 @@ class Replay:
             arrays["obs"].shape[1] != meta["obs_dim"]
             or arrays["action"].shape[1] != meta["action_dim"]
         ):
-            raise ValueError(f"{root}: chunk shapes disagree with meta.json")
+            raise ConfigError(f"{root}: chunk shapes disagree with meta.json")
         if np.any(np.diff(arrays["episode"]) < 0):
-            raise ValueError(f"{root}: chunks are out of episode order")
+            raise ConfigError(f"{root}: chunks are out of episode order")
         return cls(**arrays, meta=meta)
 
     @staticmethod
@@ -296,7 +307,7 @@ class Replay:
         ``limit`` of them, chosen with ``seed``)."""
         starts = np.flatnonzero(np.arange(len(self)) + horizon - 1 <= self.episode_end)
         if len(starts) == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"no held-out episode has {horizon} transitions; lower the evaluation "
                 f"horizon or collect longer episodes"
             )
@@ -325,7 +336,7 @@ def split_episode_ids(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(train_ids, heldout_ids)``: a seeded permutation of whole episodes."""
     if len(ids) < 2:
-        raise ValueError("need at least 2 episodes to hold some out; collect more steps")
+        raise ConfigError("need at least 2 episodes to hold some out; collect more steps")
     perm = np.random.default_rng(seed).permutation(ids)
     n_held = min(max(1, round(holdout_fraction * len(ids))), len(ids) - 1)
     return perm[n_held:], perm[:n_held]
@@ -334,20 +345,20 @@ def split_episode_ids(
 def _read_meta(root: Path) -> dict[str, Any]:
     meta_path = root / "meta.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{root} holds no loopwm dataset (no meta.json)")
+        raise MissingError(f"{root} holds no loopwm dataset (no meta.json)")
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{meta_path}: invalid JSON ({err})") from None
+        raise ConfigError(f"{meta_path}: invalid JSON ({err})") from None
     if meta.get("format") != REPLAY_FORMAT or meta.get("version") != REPLAY_VERSION:
-        raise ValueError(f"{meta_path}: not a loopwm replay of version {REPLAY_VERSION}")
+        raise ConfigError(f"{meta_path}: not a loopwm replay of version {REPLAY_VERSION}")
     return meta
 
 
 def _chunk_paths(root: Path) -> list[Path]:
     chunks = sorted(root.glob("chunk_*.npz"))
     if not chunks:
-        raise ValueError(f"{root}: dataset has no chunks (was the collection empty?)")
+        raise ConfigError(f"{root}: dataset has no chunks (was the collection empty?)")
     return chunks
 
 
@@ -357,7 +368,7 @@ def _open_chunk(path: Path) -> Iterator[Any]:
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: corrupt dataset chunk ({err})") from None
+        raise ConfigError(f"{path}: corrupt dataset chunk ({err})") from None
     with data:
         yield _CheckedChunk(data, path)
 
@@ -370,7 +381,7 @@ class _CheckedChunk:
         try:
             return self.data[key]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{self.path}: corrupt dataset chunk ({err})") from None
+            raise ConfigError(f"{self.path}: corrupt dataset chunk ({err})") from None
 
 
 def windows(columns: Any, start: np.ndarray, end: np.ndarray, horizon: int) -> dict:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from loopwm.errors import ConfigError
+
 Iteration = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-StopRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+StopRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (new, old) -> done (B,)
 
 
 @dataclass
@@ -34,12 +36,12 @@ def certified_stop(contraction: float, tol: float) -> StopRule:
     the unique fixed point.
     """
     if not 0.0 <= contraction < 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"certified halting needs a contraction factor in [0, 1), got {contraction}"
         )
     scale = contraction / (1.0 - contraction)
 
-    def stop(new: torch.Tensor, old: torch.Tensor, inject: torch.Tensor) -> torch.Tensor:
+    def stop(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         return scale * torch.linalg.vector_norm(new - old, dim=-1) <= tol
 
     return stop
@@ -66,7 +68,7 @@ def solve(
         A :class:`Solution`; each sample ran between 1 and ``max_iters`` iterations.
     """
     if max_iters < 1:
-        raise ValueError(f"max_iters must be >= 1, got {max_iters}")
+        raise ConfigError(f"max_iters must be >= 1, got {max_iters}")
     batch = x0.shape[0]
     x = x0.clone()
     previous = x0.clone()
@@ -79,7 +81,7 @@ def solve(
             residual = torch.linalg.vector_norm(x_new - x, dim=-1)
             previous, x = x, x_new
             iters += 1
-            done = stop(x_new, previous, inject) if stop is not None else None
+            done = stop(x_new, previous) if stop is not None else None
             if done is not None and done.any():
                 active = torch.nonzero(~done).squeeze(-1)
         else:
@@ -89,7 +91,7 @@ def solve(
             previous[active] = x_old
             x[active] = x_new
             iters[active] += 1
-            active = active[~stop(x_new, x_old, inj)]
+            active = active[~stop(x_new, x_old)]
         if active is not None and active.numel() == 0:
             break
     return Solution(latent=x, previous=previous, iters=iters, residual=residual)

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from loopwm.errors import ConfigError, SetupError
 from loopwm.world_model import WorldModel
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -67,7 +68,7 @@ def record_rollout(
     from loopwm.envs.render import StateRenderer, check_renderable
 
     if steps < 1 or resync_every < 1:
-        raise ValueError("steps and resync_every must be >= 1")
+        raise ConfigError("steps and resync_every must be >= 1")
     check_renderable(env_id)
     size = _round16(size)
     model = model.eval()
@@ -78,10 +79,9 @@ def record_rollout(
         imagined = StateRenderer(imagined_env)
         real_env.action_space.seed(seed)
         obs, _ = real_env.reset(seed=seed)
-        device = next(model.parameters()).device
 
         def encode(o: np.ndarray) -> torch.Tensor:
-            return model._encode(torch.as_tensor(o[None], dtype=torch.float32, device=device))
+            return model.encode(model.check_input(np.asarray(o, np.float32)[None], "obs"))
 
         std = model.obs_std.cpu().numpy()
         latent = encode(obs)
@@ -92,18 +92,15 @@ def record_rollout(
             real_frames.append(real_renderer.render())
             imagined_frames.append(imagined.render())
         except Exception as err:  # GL failures surface as many exception types
-            raise RuntimeError(f"{GL_HELP} ({type(err).__name__}: {err})") from err
+            raise SetupError(f"{GL_HELP} ({type(err).__name__}: {err})") from err
         for t in range(1, steps + 1):
             action = real_env.action_space.sample() if policy is None else policy(obs)
             action = np.clip(action, real_env.action_space.low, real_env.action_space.high)
             next_obs, _, terminated, truncated, _ = real_env.step(action)
-            out = model._step(
-                latent,
-                torch.as_tensor(action[None], dtype=torch.float32, device=device),
-                tol=model.config.tol,
-                max_iters=model.config.max_iters,
+            out = model.step(
+                latent, model.check_input(np.asarray(action, np.float32)[None], "action")
             )
-            predicted = model._decode(out.latent)[0].cpu().numpy().astype(np.float64)
+            predicted = model.decode(out.latent)[0].cpu().numpy().astype(np.float64)
             errors.append(float(np.linalg.norm((predicted - next_obs) / std)))
             iters.append(int(out.iters[0]))
             imagined.advance(predicted)
@@ -213,3 +210,20 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 30
     else:
         iio.imwrite(path, array, fps=fps, codec="libx264")
     return path
+
+
+def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=None) -> None:
+    """Log ``eval/open_loop_video`` (real | imagined | iterations, 40 steps) where the env
+    can draw imagined states; other envs get no video (their scalars still go out)."""
+    from loopwm.envs.render import check_renderable
+
+    if env_id is None:
+        return  # a dataset without an env id: nothing to render
+    try:
+        check_renderable(env_id)
+    except ValueError:
+        return
+    frames, _ = record_rollout(
+        model, env_id, steps=40, resync_every=20, size=96, seed=step, policy=policy
+    )
+    logger.video("eval/open_loop_video", np.stack(frames), step)

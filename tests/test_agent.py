@@ -13,7 +13,7 @@ from loopwm.agents import (
 )
 from loopwm.agents.dreamer import lambda_returns
 from loopwm.agents.run import load_checkpoint
-from loopwm.checkpoint import CheckpointError
+from loopwm.errors import CheckpointError
 from loopwm.online_replay import OnlineReplay
 from loopwm.replay import Replay
 
@@ -141,9 +141,9 @@ def test_planner_actions_stay_inside_the_action_bounds(kind):
     actions = np.stack(actions)
     assert actions.shape == (6, 1)
     assert (actions >= -2.0).all() and (actions <= 4.0).all()
-    assert agent.planner._mean is not None
+    assert agent.planner.previous_plan is not None
     agent.reset()
-    assert agent.planner._mean is None
+    assert agent.planner.previous_plan is None
 
 
 def test_short_training_run_beats_a_random_policy(tmp_path):
@@ -275,11 +275,11 @@ def test_final_video_falls_back_to_real_frames_where_imagination_cannot_render(t
     import gymnasium as gym
     import imageio.v3 as iio
 
-    from loopwm.agents.train import _final_video
+    from loopwm.agents.train import final_video
 
     env = gym.make("Pendulum-v1")  # classic control: no MuJoCo state to draw imagination in
     agent = DreamerAgent(env.observation_space, env.action_space, TINY)
-    path = _final_video(agent, TrainConfig(env_id="Pendulum-v1"), tmp_path)
+    path = final_video(agent, TrainConfig(env_id="Pendulum-v1"), tmp_path)
     frames = iio.imread(path)
     assert frames.shape[0] == 200
     assert frames.shape[1] % 16 == 0 and frames.shape[2] % 16 == 0

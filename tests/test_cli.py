@@ -119,7 +119,7 @@ def test_train_eval_video_and_resume(tmp_path, capsys):
     assert cli(f"train --resume {run} --env Pendulum-v1 --quiet") == 2
     assert "cannot resume" in capsys.readouterr().err
     assert cli(f"train --resume {run} --planner mppi --quiet") == 2
-    assert "--planner cannot change it" in capsys.readouterr().err
+    assert "cannot change agent.planner.kind" in capsys.readouterr().err
 
     assert cli(f"eval --run {run} --episodes 2") == 0
     assert "over 2 episodes" in capsys.readouterr().out

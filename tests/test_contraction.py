@@ -5,7 +5,7 @@ import torch
 
 from loopwm import LoopWM, LoopWMConfig
 from loopwm.config import FitConfig
-from loopwm.losses import world_model_loss
+from loopwm.training import world_model_loss
 from loopwm.solver import solve
 
 from .conftest import random_batch
@@ -38,7 +38,7 @@ def iteration_and_input(model, batch=6, seed=0):
     h = torch.randn(batch, model.config.latent_dim, generator=g, dtype=torch.float64) * 3
     a = torch.rand(batch, model.config.action_dim, generator=g, dtype=torch.float64)
     w = model.block.weights()
-    projected = model.block.project(model._inject(h, a), w)
+    projected = model.block.project(model.prelude(torch.cat([h, a], -1)), w)
 
     def f(x, p=projected):
         return model.block.iterate(w, x, p)
@@ -98,7 +98,7 @@ def test_jacobian_and_difference_ratios_never_exceed_bound(setup):
 def test_bound_is_exact_not_loose():
     """The certificate is max(A) + prod of exact spectral norms of the clipped matrices."""
     model = LoopWM(LoopWMConfig.preset("tiny", obs_dim=5, action_dim=2)).double()
-    w = model.block._compute_weights()
+    w = model.block.weights()
     expected = (
         w.decay.max().item()
         + (

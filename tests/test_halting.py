@@ -23,7 +23,7 @@ def transition_inputs(model, batch=32, seed=0):
 
 def reference_fixed_point(model, h, a):
     w = model.block.weights()
-    projected = model.block.project(model._inject(h, a), w)
+    projected = model.block.project(model.prelude(torch.cat([h, a], -1)), w)
     return solve(
         lambda x, p: model.block.iterate(w, x, p), h, projected, max_iters=500, stop=None
     ).latent
@@ -51,7 +51,7 @@ def test_warm_starts_far_from_the_fixed_point_take_more_iterations():
     model = double_model()
     h, a = transition_inputs(model)
     w = model.block.weights()
-    projected = model.block.project(model._inject(h, a), w)
+    projected = model.block.project(model.prelude(torch.cat([h, a], -1)), w)
     star = reference_fixed_point(model, h, a)
 
     def iters_from(start):
@@ -93,7 +93,7 @@ def test_stopped_samples_stay_frozen():
     model = double_model()
     h, a = transition_inputs(model)
     w = model.block.weights()
-    projected = model.block.project(model._inject(h, a), w)
+    projected = model.block.project(model.prelude(torch.cat([h, a], -1)), w)
 
     def f(x, p):
         return model.block.iterate(w, x, p)

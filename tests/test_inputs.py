@@ -7,6 +7,7 @@ import torch
 from gymnasium import spaces
 
 from loopwm.envs import check_box_env, make_env
+from loopwm.errors import LoopWMError
 
 
 @pytest.mark.parametrize(
@@ -22,30 +23,34 @@ from loopwm.envs import check_box_env, make_env
         (torch.full((3, 5), float("inf")), ValueError, "NaN or inf"),
     ],
 )
-def test_encode_rejects_bad_observations(tiny_model, obs, err, match):
-    with pytest.raises(err, match=match):
-        tiny_model.encode(obs)
+def test_check_input_rejects_bad_observations(tiny_model, obs, err, match):
+    with pytest.raises(err, match=match) as caught:
+        tiny_model.check_input(obs, "obs")
+    assert isinstance(caught.value, LoopWMError)  # the CLI prints it as one line
 
 
-def test_step_rejects_bad_actions_and_mismatched_batches(tiny_model):
+def test_check_input_rejects_bad_actions_and_step_rejects_bad_loop_settings(tiny_model):
     h = tiny_model.encode(torch.zeros(3, 5))
     with pytest.raises(ValueError, match="action must have shape"):
-        tiny_model.step(h, torch.zeros(3, 3))
+        tiny_model.check_input(torch.zeros(3, 3), "action")
     with pytest.raises(ValueError, match="NaN"):
-        tiny_model.step(h, torch.tensor([[0.0, float("nan")]] * 3))
-    with pytest.raises(ValueError, match="batch sizes differ"):
-        tiny_model.step(h, torch.zeros(2, 2))
+        tiny_model.check_input(torch.tensor([[0.0, float("nan")]] * 3), "action")
+    with pytest.raises(ValueError, match="check_input checks one of"):
+        tiny_model.check_input(torch.zeros(3, 2), "reward")
     with pytest.raises(ValueError, match="max_iters"):
         tiny_model.step(h, torch.zeros(3, 2), max_iters=0)
     with pytest.raises(ValueError, match="tol"):
         tiny_model.step(h, torch.zeros(3, 2), tol=-1.0)
-    with pytest.raises(ValueError, match="actions must have shape"):
-        tiny_model.imagine(h, torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="either actions or a policy"):
+        tiny_model.imagine(h)
+    with pytest.raises(ValueError, match="needs a horizon"):
+        tiny_model.imagine(h, policy=lambda latent: torch.zeros(3, 2))
 
 
-def test_numpy_float64_input_is_accepted(tiny_model):
-    h = tiny_model.encode(np.zeros((2, 5)))
-    assert h.dtype == torch.float32
+def test_numpy_float64_input_is_accepted_and_moved_to_the_model(tiny_model):
+    obs = tiny_model.check_input(np.zeros((2, 5)), "obs")
+    assert obs.dtype == torch.float32
+    assert tiny_model.encode(obs).dtype == torch.float32
 
 
 class DictObsEnv(gym.Env):

@@ -6,7 +6,7 @@ import torch
 
 from loopwm import MODEL_NAMES, LoopWMConfig, build_model
 from loopwm.config import FitConfig
-from loopwm.losses import world_model_loss
+from loopwm.training import world_model_loss
 
 from .conftest import random_batch
 

@@ -1,0 +1,211 @@
+"""Training a world model: the open-loop loss, the trainer, held-out evaluation and
+observation statistics. Shared by ``loopwm fit`` (:mod:`loopwm.fit`), the agent and Dyna.
+
+A replay here is anything with ``sample_sequences``, ``eval_windows`` and ``obs`` /
+``next_obs`` arrays: :class:`~loopwm.replay.Replay` or
+:class:`~loopwm.online_replay.OnlineReplay`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loopwm.config import FitConfig
+from loopwm.networks import symlog
+from loopwm.world_model import WorldModel
+
+
+def batch_to_tensors(batch: dict, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Numpy windows from :class:`~loopwm.replay.Replay` as float tensors on ``device``."""
+    return {k: torch.as_tensor(v, device=device).float() for k, v in batch.items()}
+
+
+def world_model_loss(
+    model: WorldModel, batch: dict[str, torch.Tensor], cfg: FitConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Open-loop loss over the batch's horizon.
+
+    From ``h_0 = encode(o_0)`` the model imagines ``H`` steps under the stored actions
+    (never re-encoding real observations), and each step ``k`` is scored on the next
+    observation (standardised units), the symlog reward, the continuation flag, and the
+    distance of ``h_k`` to the (stop-gradient) encoding of the real next observation,
+    weighted ``horizon_discount**k`` and masked past the end of the episode. The
+    observation ``o_0`` is also reconstructed from ``h_0``.
+
+    Args:
+        batch: ``obs0`` (B, O), ``action`` (B, H, A), ``next_obs`` (B, H, O),
+            ``reward`` (B, H), ``terminated`` (B, H), ``mask`` (B, H).
+
+    Returns:
+        ``(loss, metrics)`` with slash-namespaced metric keys.
+    """
+    weights = cfg.loss_weights
+    obs0, actions, next_obs = batch["obs0"], batch["action"], batch["next_obs"]
+    batch_size, horizon = actions.shape[:2]
+    target_obs = model.standardize(next_obs)  # (B, H, O)
+    with torch.no_grad():
+        target_latent = model.encode(next_obs.reshape(batch_size * horizon, -1))
+        target_latent = target_latent.reshape(batch_size, horizon, -1)  # (B, H, D)
+    target_cont = 1.0 - batch["terminated"]  # (B, H)
+    target_reward = symlog(batch["reward"])  # (B, H)
+    discount = cfg.horizon_discount ** torch.arange(horizon, dtype=obs0.dtype, device=obs0.device)
+    step_weight = batch["mask"] * discount  # (B, H)
+    total_weight = step_weight.sum().clamp_min(1e-8)
+
+    latent = model.encode(obs0)  # (B, D)
+    recon = F.mse_loss(model.decode(latent, standardized=True), model.standardize(obs0))
+    terms = {"obs": 0.0, "reward": 0.0, "cont": 0.0, "consistency": 0.0}
+    aux, iters = [], []
+    with model.reuse_weights():
+        for k in range(horizon):
+            out = model.step(latent, actions[:, k])
+            latent = out.latent  # (B, D)
+            w = step_weight[:, k]  # (B,)
+            obs_err = (model.decode(latent, standardized=True) - target_obs[:, k]).pow(2).mean(-1)
+            reward_err = (out.reward_symlog - target_reward[:, k]).pow(2)
+            cont_err = F.binary_cross_entropy_with_logits(
+                out.cont_logit, target_cont[:, k], reduction="none"
+            )
+            latent_err = (latent - target_latent[:, k]).pow(2).mean(-1)
+            terms["obs"] = terms["obs"] + (w * obs_err).sum()
+            terms["reward"] = terms["reward"] + (w * reward_err).sum()
+            terms["cont"] = terms["cont"] + (w * cont_err).sum()
+            terms["consistency"] = terms["consistency"] + (w * latent_err).sum()
+            iters.append(out.iters.float())
+            if out.aux_loss is not None:
+                aux.append(out.aux_loss)
+    terms = {k: v / total_weight for k, v in terms.items()}
+    loss = recon + sum(weights[k] * terms[k] for k in terms)
+    if aux:
+        aux_loss = torch.stack(aux).mean()
+        loss = loss + aux_loss
+    all_iters = torch.stack(iters)
+    metrics = {
+        "wm/loss": float(loss.detach()),
+        "wm/recon_loss": float(recon.detach()),
+        **{f"wm/{k}_loss": float(v.detach()) for k, v in terms.items()},
+        "loop/iters_mean": float(all_iters.mean()),
+        "loop/iters_max": float(all_iters.max()),
+    }
+    if aux:
+        metrics["loop/aux_loss"] = float(aux_loss.detach())
+    return loss, metrics
+
+
+EVAL_WINDOWS = 2048  # held-out windows scored per evaluation (fixed subset, fixed seed)
+
+
+@torch.no_grad()
+def evaluate(model: WorldModel, replay, horizon: int, *, limit: int = EVAL_WINDOWS) -> dict:
+    """Held-out open-loop error of ``model`` on every ``horizon``-step window of ``replay``.
+
+    The model encodes the first observation of each window once and imagines ``horizon``
+    steps under the recorded actions. Errors are mean squared errors per observation
+    dimension in the model's standardised units; ``copy`` is the predictor that repeats
+    the window's first observation.
+
+    Returns:
+        ``obs_mse_1``, ``obs_mse_K``, ``copy_mse_1``, ``copy_mse_K``, ``reward_mse_1``,
+        per-step curves ``obs_mse_by_step`` / ``copy_mse_by_step``, loop statistics, and
+        ``iters_per_step`` (an array of every imagined step's iteration count).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        windows = batch_to_tensors(replay.eval_windows(horizon, limit), model.device)
+        latent = model.encode(windows["obs0"])
+        rollout = model.imagine(latent, windows["action"])
+        pred = model.decode(rollout.latent.flatten(0, 1), standardized=True).reshape(
+            windows["next_obs"].shape
+        )  # (B, K, O), standardised
+        target = model.standardize(windows["next_obs"])  # (B, K, O)
+        copy = model.standardize(windows["obs0"])[:, None, :]  # (B, 1, O)
+        obs_curve = (pred - target).pow(2).mean(dim=(0, 2))  # (K,)
+        copy_curve = (copy - target).pow(2).mean(dim=(0, 2))  # (K,)
+        reward_mse = (rollout.reward[:, 0] - windows["reward"][:, 0]).pow(2).mean()
+        iters = rollout.iters.float()
+        return {
+            "windows": int(windows["obs0"].shape[0]),
+            "horizon": horizon,
+            "obs_mse_1": float(obs_curve[0]),
+            "obs_mse_K": float(obs_curve[-1]),
+            "copy_mse_1": float(copy_curve[0]),
+            "copy_mse_K": float(copy_curve[-1]),
+            "reward_mse_1": float(reward_mse),
+            "obs_mse_by_step": [float(v) for v in obs_curve],
+            "copy_mse_by_step": [float(v) for v in copy_curve],
+            "iters_mean": float(iters.mean()),
+            "iters_max": int(iters.max()),
+            "latent_norm_max": float(rollout.latent.norm(dim=-1).max()),
+            "iters_per_step": rollout.iters.flatten().cpu().numpy(),
+        }
+    finally:
+        model.train(was_training)
+
+
+class LossModule(nn.Module):
+    """The world-model loss as a module, so DDP sees a forward call and syncs gradients."""
+
+    def __init__(self, model: nn.Module, loss_fn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
+
+
+def obs_statistics(replay) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of the stored observations (constant dims get std 1)."""
+    obs = np.concatenate([replay.obs, replay.next_obs])
+    std = obs.std(axis=0)
+    return obs.mean(axis=0), np.where(std < 1e-6, 1.0, std)
+
+
+class WorldModelTrainer:
+    """A world model with its optimizer, trained on sequences sampled from a replay.
+
+    Args:
+        model: the world model (its observation normaliser must already be set).
+        config: batch size, horizon, learning rate, loss weights, seed of the batch sampler.
+    """
+
+    def __init__(self, model: WorldModel, config: FitConfig, *, ddp: bool = False) -> None:
+        self.model = model
+        self.config = config
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.rng = np.random.default_rng(config.seed)
+        self.steps = 0
+        # The loss as a module: DistributedDataParallel syncs gradients of forward calls.
+        loss = LossModule(model, partial(world_model_loss, cfg=config))
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = model.device
+            ids = [device] if device.type == "cuda" else None
+            loss = DistributedDataParallel(loss, device_ids=ids)
+        self._loss = loss
+
+    def train_step(self, replay) -> dict[str, float]:
+        """One gradient step on a batch of open-loop windows; returns its metrics."""
+        cfg = self.config
+        self.model.train()
+        window = replay.sample_sequences(cfg.batch_size, cfg.horizon, self.rng)
+        batch = batch_to_tensors(window, self.model.device)
+        loss, metrics = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"world-model loss became {float(loss)} at step {self.steps}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.steps += 1
+        metrics["wm/grad_norm"] = float(grad_norm)
+        return metrics
