@@ -91,6 +91,7 @@ def add_config_arguments(
     prefix: str = "",
     aliases: dict[str, list[str]] | None = None,
     skip: tuple[str, ...] = (),
+    instance: Any = None,
 ) -> None:
     """Add one flag per field of dataclass ``cls`` (recursing into nested configs).
 
@@ -99,9 +100,11 @@ def add_config_arguments(
         aliases: extra option strings per dotted field path, e.g.
             ``{"agent.planner.kind": ["--planner"]}``.
         skip: dotted field paths that get no flag.
+        instance: whose values are the defaults (``cls()``; a nested config's are its
+            parent's default for that field).
     """
     aliases = aliases or {}
-    instance = cls()
+    instance = cls() if instance is None else instance
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     group = parser.add_argument_group(f"{prefix.rstrip('.') or cls.__name__} ({cls.__name__})")
@@ -112,8 +115,9 @@ def add_config_arguments(
         default = getattr(instance, field.name)
         if dataclasses.is_dataclass(default):
             add_config_arguments(
-                parser, type(default), prefix=path + ".", aliases=aliases, skip=skip
-            )
+                parser, type(default), prefix=path + ".", aliases=aliases, skip=skip,
+                instance=default,
+            )  # fmt: skip
             continue
         choices = field.metadata.get("choices")
         help_text = f"{docs.get(field.name, '')} (default: {default!r})"
@@ -144,19 +148,6 @@ def config_from_args(cls: type, args: argparse.Namespace, base: Any = None, pref
         elif path in given:
             changes[field.name] = given[path]
     return dataclasses.replace(base, **changes) if changes else base
-
-
-def given_flags(cls: type, args: argparse.Namespace, prefix: str = "") -> list[str]:
-    """The flags of ``cls``'s fields that were given on the command line."""
-    instance, flags = cls(), []
-    for field in dataclasses.fields(cls):
-        path = prefix + field.name
-        value = getattr(instance, field.name)
-        if dataclasses.is_dataclass(value):
-            flags += given_flags(type(value), args, path + ".")
-        elif path in vars(args):
-            flags.append(_flag(path))
-    return flags
 
 
 # ---------------------------------------------------------------------- world-model fields

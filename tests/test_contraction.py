@@ -5,8 +5,8 @@ import torch
 
 from loopwm import LoopWM, LoopWMConfig
 from loopwm.config import FitConfig
-from loopwm.training import world_model_loss
 from loopwm.solver import solve
+from loopwm.training import world_model_loss
 
 from .conftest import random_batch
 

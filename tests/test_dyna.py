@@ -7,6 +7,7 @@ from stable_baselines3 import PPO, SAC
 
 from loopwm.agents.dyna import DynaCallback, DynaConfig
 from loopwm.config import FitConfig
+from loopwm.models import MODEL_NAMES, model_config, model_family
 
 TINY = DynaConfig(
     preset="tiny",
@@ -50,3 +51,20 @@ def test_dyna_refuses_on_policy_agents():
 def test_dyna_config_validation():
     with pytest.raises(ValueError, match="rollouts"):
         DynaConfig(rollouts=0)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_dyna_builds_every_model_family_as_fit_does(name):
+    env = gym.make("InvertedPendulum-v5")
+    # SAC never updates here (learning_starts): only the callback's model is under test.
+    agent = SAC("MlpPolicy", env, seed=0, learning_starts=200, batch_size=32, device="cpu")
+    config = DynaConfig(**{**TINY.__dict__, "refit_every": 150, "rollouts": 4})
+    callback = DynaCallback(config, model=name, seed=0)
+    agent.learn(150, callback=callback)
+    model = callback.trainer.model
+    expected = model_config(name, "tiny", obs_dim=4, action_dim=1)
+    assert model.config == expected  # the same config `loopwm fit --model NAME` builds
+    assert model.kind == model_family(name).cls.kind
+    assert callback.imagined > 0
+    if name == "loopwm-fixed":
+        assert model.config.halting == "fixed" and model.config.max_iters == 4

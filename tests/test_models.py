@@ -102,7 +102,46 @@ def test_same_seed_same_result(tiny_config, tmp_path):
 def test_contraction_bound_only_for_looped_models(tiny_config):
     with pytest.raises(TypeError, match="no loop"):
         build_model("gru", tiny_config).contraction_bound()
-    assert build_model("loopwm-gate", tiny_config).contraction_bound() > 0
+    gate = build_model("loopwm-gate", tiny_config)
+    # Uncertified: the bound is the same formula over its unconstrained weights, exactly.
+    block = gate.block
+    decay = torch.exp(-torch.nn.functional.softplus(block.decay_logit.detach().double())).max()
+    norms = [torch.linalg.matrix_norm(w.detach().double(), ord=2) for w in block.x_matrices()]
+    assert gate.contraction_bound() == pytest.approx(float(decay + torch.stack(norms).prod()))
+
+
+def test_gated_halting_stops_where_the_gate_says(tiny_config):
+    torch.manual_seed(0)
+    model = build_model("loopwm-gate", tiny_config).eval()
+    h = model.encode(torch.randn(6, 5))
+    action = torch.zeros(6, 2)
+    with torch.no_grad():
+        model.gate.weight.zero_()
+        model.gate.bias.fill_(10.0)  # probability ~1: halt after the first iteration
+        assert (model.step(h, action).iters == 1).all()
+        model.gate.bias.fill_(-10.0)  # probability ~0: never halts, runs the cap
+        assert (model.step(h, action, max_iters=7).iters == 7).all()
+
+
+def test_weight_cache_is_invalidated_by_an_optimizer_step(tiny_config):
+    torch.manual_seed(0)
+    model = build_model("loopwm", tiny_config).eval()
+    with torch.no_grad():
+        cached = model.block.weights()
+        assert model.block.weights() is cached  # computed once while nothing changes
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss, _ = world_model_loss(model.train(), random_batch(tiny_config), FitConfig(horizon=3))
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        fresh = model.block.weights()
+    assert fresh is not cached
+    assert not torch.equal(fresh.x_weight, cached.x_weight)
+    # and the same holds after a rollout that pinned weights carrying a graph
+    with model.reuse_weights():
+        model.step(model.encode(torch.zeros(2, 5)), torch.zeros(2, 2))
+    with torch.no_grad():
+        assert not model.block.weights().x_weight.requires_grad
 
 
 def test_unknown_model_name(tiny_config):
