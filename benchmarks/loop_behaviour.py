@@ -32,8 +32,8 @@ from loopwm.collect import collect
 from loopwm.config import FitConfig
 from loopwm.fit import fit
 from loopwm.io import write_json
-from loopwm.training import batch_to_tensors
 from loopwm.replay import Replay
+from loopwm.training import batch_to_tensors
 
 RESULTS = Path(__file__).parent / "results" / "loop_behaviour.json"
 DATA = Path("runs/bench/pendulum-20k")  # shared with fit_baselines.py

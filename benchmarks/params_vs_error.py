@@ -53,11 +53,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from loopwm.collect import collect
 from loopwm.config import FitConfig
-from loopwm.fit import EVAL_WINDOWS, fit
+from loopwm.fit import fit
 from loopwm.io import atomic_write, write_json
-from loopwm.training import batch_to_tensors
 from loopwm.models import build_model, model_config
 from loopwm.replay import Replay
+from loopwm.training import EVAL_WINDOWS, batch_to_tensors
 
 RESULTS = Path(__file__).parent / "results" / "params_vs_error.json"
 ENVS = ("HalfCheetah-v5", "Hopper-v5")
