@@ -15,7 +15,7 @@ from loopwm.checks import (
 )
 from loopwm.config import PRESET_NAMES, FitConfig
 from loopwm.errors import ConfigError
-from loopwm.models import MODEL_NAMES
+from loopwm.models import MODEL_CHOICES
 
 PLANNERS = ("none", "mppi", "cem")
 ACTOR_GRADS = ("dynamics", "reinforce")
@@ -66,7 +66,7 @@ def _default_model_fit() -> FitConfig:
 class DreamerConfig:
     """The agent: world model, actor-critic learned in imagination, and planner."""
 
-    model: str = field(default="loopwm", metadata={"choices": MODEL_NAMES})
+    model: str = field(default="loopwm", metadata={"choices": MODEL_CHOICES})
     """World model kind (``loopwm`` or a baseline name from ``loopwm.MODEL_NAMES``)."""
     preset: str = field(default="small", metadata={"choices": PRESET_NAMES})
     """World-model size preset."""
@@ -107,7 +107,7 @@ class DreamerConfig:
     """Planning at action selection (``planner.kind="none"`` acts with the actor)."""
 
     def __post_init__(self) -> None:
-        check_choice("model", self.model, MODEL_NAMES)
+        check_choice("model", self.model, MODEL_CHOICES)
         check_choice("preset", self.preset, PRESET_NAMES)
         for name in ("horizon", "imagine_batch", "hidden_dim"):
             check_positive_int(name, getattr(self, name))

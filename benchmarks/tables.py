@@ -1,11 +1,18 @@
-"""Print the README's result tables (markdown) from benchmarks/results/*.json."""
+"""Write docs/results.md: the prose of benchmarks/results_template.md with every table
+generated from benchmarks/results/*.json, so no figure in a table is typed by hand."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import sys
+from functools import partial
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+TEMPLATE = Path(__file__).parent / "results_template.md"
+OUTPUT = Path(__file__).parents[1] / "docs" / "results.md"
 
 
 def pm(stat: dict, digits: int = 3) -> str:
@@ -102,8 +109,12 @@ def agent_table() -> str:
     return "\n".join(rows)
 
 
-def loop_behaviour_tables() -> str:
-    report = json.loads((RESULTS / "loop_behaviour.json").read_text())
+def _loop_behaviour() -> dict:
+    return json.loads((RESULTS / "loop_behaviour.json").read_text())
+
+
+def stability_table() -> str:
+    report = _loop_behaviour()
     rows = [
         "| model | seeds | max latent norm (worst seed) | max start norm | NaN/inf rollouts "
         "| proven bound | seconds per seed |",
@@ -119,11 +130,15 @@ def loop_behaviour_tables() -> str:
             f"{max(r['nan_or_inf_fraction'] for r in runs):.1%} | {bound} | "
             f"{sum(r['seconds'] for r in runs) / len(runs):.0f} |"
         )
-    rows += [
-        "",
+    return "\n".join(rows)
+
+
+def halting_table() -> str:
+    report = _loop_behaviour()
+    rows = [
         "| seed | tol | mean iterations | 10-step MSE | fixed 32 iterations: MSE | saved |",
+        "|---|---|---|---|---|---|",
     ]
-    rows.append("|---|---|---|---|---|---|")
     for seed, r in report["loopwm"].items():
         fixed = r["halting"]["fixed"][-1]
         best = r["halting"].get("saving_at_1pct")
@@ -135,55 +150,59 @@ def loop_behaviour_tables() -> str:
             f"| {seed} | {best['tol']:g} | {best['iters_mean']:.2f} | {match['mse_K']:.4f} | "
             f"{fixed['mse_K']:.4f} | {best['fraction_saved']:.0%} |"
         )
-    rows += [
-        "",
-        "| seed | gate threshold | mean iterations | 10-step MSE |",
-        "|---|---|---|---|",
-    ]
-    for seed, sweep in report["gate"].items():
+    return "\n".join(rows)
+
+
+def gate_table() -> str:
+    rows = ["| seed | gate threshold | mean iterations | 10-step MSE |", "|---|---|---|---|"]
+    for seed, sweep in _loop_behaviour()["gate"].items():
         for g in sweep:
             rows.append(f"| {seed} | {g['threshold']} | {g['iters_mean']:.1f} | {g['mse_K']:.4f} |")
     return "\n".join(rows)
 
 
-def params_vs_error_tables() -> str:
+def params_vs_error_table(env_id: str) -> str:
     report = json.loads((RESULTS / "params_vs_error.json").read_text())
     k = report["fit"]["eval_horizon"]
-    out = []
-    for env_id, part in report["envs"].items():
-        out += [
-            f"**{env_id}** ({part['data']['episodes']} episodes, "
-            f"{len(report['seeds'])} seeds, mean ± std)",
-            "",
-            f"| model | width | parameters | transition parameters | 1-step MSE | {k}-step MSE "
-            "| iterations | MFLOP per transition |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for family, entries in part["table"].items():
-            for e in entries:
-                width = e["width"]
-                if e["fit_width"] != e["width"]:  # mlp-matched: narrowed to LoopWM's parameters
-                    width = f"{e['fit_width']} (matches LoopWM {e['width']})"
-                out.append(
-                    f"| {family} | {width} | {e['parameters']:,} | "
-                    f"{e['transition_parameters']:,} | {pm(e['mse_1'])} | {pm(e['mse_K'])} | "
-                    f"{e['iters_mean']['mean']:.1f} | "
-                    f"{e['flops_per_transition']['mean'] / 1e6:.3f} |"
-                )
-        widths = [e["width"] for e in part["table"]["loopwm"]]
-        out += [
-            "",
-            f"Parameters each family needs to match LoopWM's {k}-step error, over LoopWM's "
-            "(total parameters; ≤ / ≥: outside the measured sizes):",
-            "",
-            "| family | " + " | ".join(f"LoopWM width {w}" for w in widths) + " |",
-            "|---|" + "---|" * len(widths),
-        ]
-        marks = {"at most": "≤ ", "at least": "≥ ", "interpolated": ""}
-        for family, scopes in part["ratio_at_matched_mse_K"].items():
-            cells = [f"{marks[r['kind']]}{r['ratio']:.2f}" for r in scopes["total"]]
-            out.append(f"| {family} | " + " | ".join(cells) + " |")
-        out.append("")
+    part = report["envs"][env_id]
+    out = [
+        f"**{env_id}** ({part['data']['episodes']} episodes, "
+        f"{len(report['seeds'])} seeds, mean ± std)",
+        "",
+        f"| model | width | parameters | transition parameters | 1-step MSE | {k}-step MSE "
+        "| iterations | MFLOP per transition |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for family, entries in part["table"].items():
+        for e in entries:
+            width = e["width"]
+            if e["fit_width"] != e["width"]:  # mlp-matched: narrowed to LoopWM's parameters
+                width = f"{e['fit_width']} (matches LoopWM {e['width']})"
+            out.append(
+                f"| {family} | {width} | {e['parameters']:,} | "
+                f"{e['transition_parameters']:,} | {pm(e['mse_1'])} | {pm(e['mse_K'])} | "
+                f"{e['iters_mean']['mean']:.1f} | "
+                f"{e['flops_per_transition']['mean'] / 1e6:.3f} |"
+            )
+    return "\n".join(out)
+
+
+def matched_ratio_table(env_id: str) -> str:
+    report = json.loads((RESULTS / "params_vs_error.json").read_text())
+    k = report["fit"]["eval_horizon"]
+    part = report["envs"][env_id]
+    widths = [e["width"] for e in part["table"]["loopwm"]]
+    out = [
+        f"Parameters each family needs to match LoopWM's {k}-step error, over LoopWM's "
+        "(total parameters; ≤ / ≥: outside the measured sizes):",
+        "",
+        "| family | " + " | ".join(f"LoopWM width {w}" for w in widths) + " |",
+        "|---|" + "---|" * len(widths),
+    ]
+    marks = {"at most": "≤ ", "at least": "≥ ", "interpolated": ""}
+    for family, scopes in part["ratio_at_matched_mse_K"].items():
+        cells = [f"{marks[r['kind']]}{r['ratio']:.2f}" for r in scopes["total"]]
+        out.append(f"| {family} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -209,17 +228,58 @@ def dyna_reports() -> list[dict]:
     return [json.loads((RESULTS / n).read_text()) for n in names if (RESULTS / n).exists()]
 
 
+TABLES = {
+    "fit": fit_table,
+    "throughput": throughput_table,
+    "dyna": dyna_table,
+    "agent": agent_table,
+    "stability": stability_table,
+    "halting": halting_table,
+    "gate": gate_table,
+    "params:HalfCheetah-v5": partial(params_vs_error_table, "HalfCheetah-v5"),
+    "ratio:HalfCheetah-v5": partial(matched_ratio_table, "HalfCheetah-v5"),
+    "params:Hopper-v5": partial(params_vs_error_table, "Hopper-v5"),
+    "ratio:Hopper-v5": partial(matched_ratio_table, "Hopper-v5"),
+    "adaptive": adaptive_table,
+}
+MARKER = re.compile(r"^<!-- table: (\S+) -->$", re.M)
+
+
+def render(template: str) -> str:
+    """The template with every ``<!-- table: NAME -->`` line replaced by that table."""
+
+    def table(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in TABLES:
+            raise KeyError(f"{TEMPLATE.name}: no table called {name!r}")
+        return TABLES[name]()
+
+    header = (
+        "<!-- Generated by `python benchmarks/tables.py` from benchmarks/results/*.json and "
+        f"benchmarks/{TEMPLATE.name}; edit those, not this file. -->\n\n"
+    )
+    return header + MARKER.sub(table, template)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if docs/results.md is not up to date"
+    )
+    args = parser.parse_args()
+    text = render(TEMPLATE.read_text())
+    if args.check:
+        current = OUTPUT.read_text() if OUTPUT.exists() else ""
+        if current != text:
+            print(f"{OUTPUT} is out of date: run python benchmarks/tables.py")
+            return 1
+        print(f"{OUTPUT} is up to date")
+        return 0
+    OUTPUT.parent.mkdir(exist_ok=True)
+    OUTPUT.write_text(text)
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
 if __name__ == "__main__":
-    for title, table in (
-        ("fit", fit_table),
-        ("throughput", throughput_table),
-        ("dyna", dyna_table),
-        ("agent", agent_table),
-        ("loop behaviour", loop_behaviour_tables),
-        ("params vs error", params_vs_error_tables),
-        ("adaptive compute", adaptive_table),
-    ):
-        try:
-            print(f"<!-- {title} -->\n{table()}\n")
-        except FileNotFoundError as err:
-            print(f"<!-- {title}: missing {err.filename} -->\n")
+    sys.exit(main())

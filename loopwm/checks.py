@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from loopwm.errors import ConfigError
@@ -38,10 +39,10 @@ def check_fraction(name: str, value: Any, *, low_open: bool = True) -> float:
     return value
 
 
-def check_choice(name: str, value: Any, choices: tuple) -> Any:
+def check_choice(name: str, value: Any, choices: Collection) -> Any:
     """``value`` if it is one of ``choices``."""
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}: {name} must be one of {choices}")
+        raise ConfigError(f"unknown {name} {value!r}: {name} must be one of {tuple(choices)}")
     return value
 
 

@@ -16,7 +16,7 @@ from loopwm.cli_config import (
 )
 from loopwm.config import PRESET_NAMES, FitConfig
 from loopwm.errors import ConfigError, LoopWMError
-from loopwm.models import MODEL_NAMES
+from loopwm.models import MODEL_CHOICES
 
 DESCRIPTION = "loopwm: model-based RL with a looped, certified-contraction world model."
 
@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit_defaults = inspect.signature(fit).parameters
     p = sub.add_parser("fit", help="train a world model on a dataset, report held-out error")
     p.add_argument("--data", required=True, help="dataset folder from `loopwm collect`")
-    p.add_argument("--model", default=fit_defaults["model"].default, choices=MODEL_NAMES)
+    p.add_argument("--model", default=fit_defaults["model"].default, choices=MODEL_CHOICES)
     p.add_argument(
         "--preset", default=fit_defaults["preset"].default, choices=PRESET_NAMES, help="model size"
     )

@@ -165,7 +165,7 @@ def model_field_classes() -> dict[str, list[str]]:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--wm.FIELD`` for every field of every registered family's config, and ``--set``."""
-    from loopwm.models import MODEL_NAMES, model_family
+    from loopwm.models import MODEL_CHOICES, model_family
 
     group = parser.add_argument_group(
         "world model (--wm.FIELD VALUE; the default is the chosen --preset's value)"
@@ -180,7 +180,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                 name, field.default
             )
             presets.append(f"{preset} {value!r}")
-        only = "" if len(families) == len(MODEL_NAMES) else f"[{', '.join(families)}] "
+        only = "" if len(families) == len(MODEL_CHOICES) else f"[{', '.join(families)}] "
         doc = field_docs(config_class).get(name, "")
         choices = field.metadata.get("choices")
         group.add_argument(

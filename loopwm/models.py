@@ -21,13 +21,14 @@ FAMILY_MODULES = (
 for _module in FAMILY_MODULES:
     importlib.import_module(_module)
 
-MODEL_NAMES = tuple(MODEL_REGISTRY)
+MODEL_NAMES = tuple(MODEL_REGISTRY)  # the families of the modules above
+MODEL_CHOICES = MODEL_REGISTRY.keys()  # a live view: also families registered later
 
 
 def model_family(name: str) -> ModelFamily:
     """The registered family ``name`` (a clear error naming the choices otherwise)."""
     if name not in MODEL_REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
+        raise ConfigError(f"unknown model {name!r}; choose from {list(MODEL_CHOICES)}")
     return MODEL_REGISTRY[name]
 
 

@@ -102,3 +102,22 @@ def test_every_model_field_has_a_flag_with_each_presets_value():
                 if name in ("loopwm-fixed",) and field.name in ("halting", "max_iters"):
                     continue  # set by the family itself, documented on the class
                 assert f"{preset} {getattr(config, field.name)!r}" in help_text, field.name
+
+
+def test_docs_results_is_generated_from_the_benchmark_json():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    expected = tables.render(tables.TEMPLATE.read_text())
+    assert (ROOT / "docs" / "results.md").read_text() == expected, (
+        "docs/results.md is out of date: run python benchmarks/tables.py"
+    )
+
+
+def test_readme_is_a_users_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme) < 12_000
+    for link in re.findall(r"\]\(((?:docs|videos|benchmarks)/[^)#]+)\)", readme):
+        assert (ROOT / link).exists(), link
