@@ -163,23 +163,23 @@ class DynaCallback(BaseCallback):
         agent = self.model
         store = self._store.data["obs"]  # real states acted from (never terminal ones)
         starts = self._rng.integers(0, len(store), size=cfg.rollouts)
-        obs = torch.as_tensor(np.stack([store[i] for i in starts]), dtype=torch.float32)
+        start_obs = np.stack([store[i] for i in starts]).astype(np.float32)  # (R, O)
+        seen = []  # what the agent acted on: the real start state, then decoded latents
 
-        def policy(latent: torch.Tensor) -> torch.Tensor:  # the agent acts on decoded states
-            action, _ = agent.predict(world_model.decode(latent).numpy(), deterministic=False)
-            return torch.as_tensor(action, dtype=torch.float32)  # env-scale (R, A)
+        def policy(latent: torch.Tensor) -> torch.Tensor:
+            obs = start_obs if not seen else world_model.decode(latent).cpu().numpy()
+            seen.append(obs)
+            action, _ = agent.predict(obs, deterministic=False)  # env-scale (R, A)
+            return torch.as_tensor(action, dtype=torch.float32, device=world_model.device)
 
-        latent = world_model.encode(obs)
+        latent = world_model.encode(torch.as_tensor(start_obs, device=world_model.device))
         rollout = world_model.imagine(latent, policy=policy, horizon=cfg.horizon)
-        # The agent acts on the decoded start states too, so the buffer holds the observation
-        # the policy saw: decode(h_t) -> a_t -> decode(h_{t+1}).
-        latents = torch.cat([latent[:, None], rollout.latent], 1)  # (R, H + 1, D)
-        observations = world_model.decode(latents.flatten(0, 1)).reshape(*latents.shape[:2], -1)
-        observations = observations.numpy()
-        done = (rollout.cont < cfg.cont_threshold).numpy()  # (R, H)
-        actions = agent.policy.scale_action(rollout.action.numpy())
-        reward = rollout.reward.numpy()
-        # Imagined episodes end at the first predicted termination (included).
+        final = world_model.decode(rollout.latent[:, -1]).cpu().numpy()
+        observations = np.stack([*seen, final], 1)  # (R, H + 1, O)
+        done = (rollout.cont < cfg.cont_threshold).cpu().numpy()  # (R, H)
+        actions = agent.policy.scale_action(rollout.action.cpu().numpy())
+        reward = rollout.reward.cpu().numpy()
+        # An imagined episode ends at its first predicted termination (that step included).
         alive = np.cumprod(np.concatenate([np.ones_like(done[:, :1]), ~done[:, :-1]], 1), 1)
         for i, t in zip(*np.nonzero(alive), strict=True):
             agent.replay_buffer.add(

@@ -101,7 +101,7 @@ class LatentPlanner:
         """Discounted predicted return of each sequence ``actions`` (M, H, A) from ``latent``
         (1, D), bootstrapped with the critic and weighted by predicted continuation:
         ``sum_t gamma^t (prod_{s<t} c_s) r_t + gamma^H (prod_s c_s) V(h_H)``."""
-        count, horizon = actions.shape[:2]
+        count = actions.shape[0]
         rollout = self.world_model.imagine(latent.expand(count, -1), self.to_env(actions))
         # discount[:, t] = gamma^t * c_0 ... c_{t-1}: the weight of step t's reward
         survival = torch.cumprod(self.gamma * rollout.cont, dim=1)  # (M, H)

@@ -163,12 +163,16 @@ class OnlineTrainer:
         self.progress, self.tensorboard, self.video = progress, tensorboard, video
         self.make_replay, self.make_logger = make_replay, make_logger
         self.env = make_env(config.env_id)
-        check_box_env(self.env)
-        self.agent = make_agent(
-            self.env.observation_space, self.env.action_space, config.agent,
-            seed=config.seed, device=device,
-        )  # fmt: skip
-        self.eval_env = make_env(config.env_id)
+        try:
+            check_box_env(self.env)
+            self.agent = make_agent(
+                self.env.observation_space, self.env.action_space, config.agent,
+                seed=config.seed, device=device,
+            )  # fmt: skip
+            self.eval_env = make_env(config.env_id)
+        except BaseException:
+            self.env.close()
+            raise
         self.counters = Counters()
         self.evaluations: list[dict[str, Any]] = []
         self.metrics: dict[str, float] = {}
