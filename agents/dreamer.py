@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
+from torch.profiler import record_function
 
 from loopwm.agents.config import DreamerConfig
 from loopwm.agents.planner import LatentPlanner
@@ -242,6 +243,10 @@ class DreamerAgent:
             )
         if not np.isfinite(obs).all():
             raise ConfigError("obs contains NaN or inf")
+        with record_function("agent/act"):
+            return self._act(obs, explore)
+
+    def _act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         self.world_model.eval()
         latent = self.world_model.encode(torch.as_tensor(obs[None], device=self.device))
         if self.planner is not None:
@@ -265,7 +270,8 @@ class DreamerAgent:
         """One world-model step on replayed windows, then one actor-critic step in imagination."""
         if not self.normalizer_set:
             self.prepare(replay)
-        metrics = self.trainer.train_step(replay)
+        with record_function("agent/world_model_update"):
+            metrics = self.trainer.train_step(replay)
         metrics.update(self.update_actor_critic(replay))
         self.updates += 1
         return metrics
@@ -321,9 +327,10 @@ class DreamerAgent:
         with torch.no_grad():
             start = wm.encode(obs)  # (B, D)
         dynamics = cfg.actor_grad == "dynamics"
-        rollout = self.imagine(start, cfg.horizon, grad=True, through_model=dynamics)
-        value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable
-        returns = lambda_returns(rollout.reward, rollout.cont, value, cfg.gamma, cfg.lam)  # (B, H)
+        with record_function("agent/imagine_forward"):
+            rollout = self.imagine(start, cfg.horizon, grad=True, through_model=dynamics)
+            value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable
+            returns = lambda_returns(rollout.reward, rollout.cont, value, cfg.gamma, cfg.lam)
         with torch.no_grad():
             discount = cfg.gamma * rollout.cont  # (B, H)
             weight = torch.cumprod(
@@ -349,31 +356,13 @@ class DreamerAgent:
             advantage = (returns - value[:, :-1]).detach() / scale
             objective = advantage * rollout.log_prob
         actor_loss = -(weight * (objective + cfg.entropy_coef * entropy)).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-        self.actor_optimizer.step()
-
-        latents = rollout.latent[:, :-1].detach().flatten(0, 1)  # (B * H, D)
-        prediction = self.critic(latents)
-        target = symlog(returns.detach().flatten())
-        with torch.no_grad():
-            slow = self.slow_critic(latents)
-        flat_weight = weight.flatten()
-        critic_loss = (
-            flat_weight
-            * ((prediction - target).pow(2) + cfg.slow_critic_reg * (prediction - slow).pow(2))
-        ).mean()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        critic_grad = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
-        self.critic_optimizer.step()
-        with torch.no_grad():
-            mix = 1.0 - cfg.slow_critic_decay
-            for slow_p, p in zip(
-                self.slow_critic.parameters(), self.critic.parameters(), strict=True
-            ):
-                slow_p.lerp_(p, mix)
+        with record_function("agent/actor_backward"):
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+            self.actor_optimizer.step()
+        with record_function("agent/critic_update"):
+            critic_loss, critic_grad = self._critic_step(rollout.latent, returns, weight)
 
         iters = rollout.iters.float()
         self.last_imagined_iters = rollout.iters.flatten().cpu().numpy()
@@ -392,6 +381,33 @@ class DreamerAgent:
             "loop/imagine_iters_max": float(iters.max()),
             "loop/imagine_residual_mean": float(rollout.residual.detach().mean()),
         }
+
+    def _critic_step(
+        self, latent: torch.Tensor, returns: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Regress the critic on the returns of latents (B, H + 1, D), regularised towards
+        the slow critic, then move the slow critic towards it."""
+        cfg = self.config
+        latents = latent[:, :-1].detach().flatten(0, 1)  # (B * H, D)
+        prediction = self.critic(latents)
+        target = symlog(returns.detach().flatten())
+        with torch.no_grad():
+            slow = self.slow_critic(latents)
+        critic_loss = (
+            weight.flatten()
+            * ((prediction - target).pow(2) + cfg.slow_critic_reg * (prediction - slow).pow(2))
+        ).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic_grad = nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
+        self.critic_optimizer.step()
+        with torch.no_grad():
+            mix = 1.0 - cfg.slow_critic_decay
+            for slow_p, p in zip(
+                self.slow_critic.parameters(), self.critic.parameters(), strict=True
+            ):
+                slow_p.lerp_(p, mix)
+        return critic_loss, critic_grad
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
