@@ -142,6 +142,12 @@ class TrainConfig:
     """Real steps between evaluations (deterministic policy on a separate env)."""
     eval_episodes: int = 5
     """Episodes per evaluation."""
+    stop_at_threshold: bool = True
+    """End the run at the first evaluation whose mean return reaches the reward threshold
+    (SB3's StopTrainingOnRewardThreshold); a run without a threshold uses all its steps."""
+    reward_threshold: float | None = None
+    """The threshold for ``stop_at_threshold``; ``None``: the env spec's
+    ``reward_threshold`` (950 for InvertedPendulum-v5; none for many envs)."""
     checkpoint_every: int = 1000
     """Real steps between checkpoints (also written at the end)."""
     log_every: int = 250
@@ -161,6 +167,10 @@ class TrainConfig:
             raise ConfigError("prefill must be >= 1: the model needs data before it learns")
         check_positive("train_ratio", self.train_ratio)
         check_positive_int("replay_capacity", self.replay_capacity)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

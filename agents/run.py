@@ -50,13 +50,14 @@ def read_config(run_dir: str | os.PathLike) -> TrainConfig:
         raise ConfigError(f"{path}: not a valid loopwm train config ({err})") from None
 
 
-RESUMABLE_FIELDS = ("steps",)  # what a resume may change: only the step budget
+# What a resume may change: the step budget, and whether a reward threshold ends the run.
+RESUMABLE_FIELDS = ("steps", "stop_at_threshold")
 
 
 def resume_config(run_dir: str | os.PathLike, requested: TrainConfig | None = None) -> TrainConfig:
     """The config a resume of ``run_dir`` continues with: the run's own config.json, with
-    the step budget of ``requested`` if given. The one place that decides what a resume
-    may change: any other difference is an error naming the fields.
+    the ``RESUMABLE_FIELDS`` of ``requested`` if given. The one place that decides what a
+    resume may change: any other difference is an error naming the fields.
     """
     stored = read_config(run_dir)
     if requested is None:
@@ -72,8 +73,9 @@ def resume_config(run_dir: str | os.PathLike, requested: TrainConfig | None = No
             f"a resume continues {run_dir} with its own config.json; it cannot change "
             f"{', '.join(changed)} (only {', '.join(RESUMABLE_FIELDS)} can)"
         )
-    if requested.steps != stored.steps:
-        stored = TrainConfig.from_dict({**stored.to_dict(), "steps": requested.steps})
+    changes = {k: getattr(requested, k) for k in RESUMABLE_FIELDS}
+    if any(getattr(stored, k) != v for k, v in changes.items()):
+        stored = TrainConfig.from_dict({**stored.to_dict(), **changes})
         write_config(Path(run_dir), stored)
     return stored
 

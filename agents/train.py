@@ -30,6 +30,7 @@ from loopwm.agents.config import TrainConfig
 from loopwm.agents.dreamer import DreamerAgent
 from loopwm.agents.run import (
     load_checkpoint,
+    read_config,
     resume_config,
     save_checkpoint,
     write_config,
@@ -79,6 +80,7 @@ class Counters:
     updates_owed: float = 0.0  # updates earned by real steps and not yet run
     wall_seconds: float = 0.0
     checkpoint_steps: int = 0  # env_steps at the last checkpoint
+    stopped: str = ""  # why the run ended before its step budget ("reward_threshold")
 
 
 class NullLogger:
@@ -159,6 +161,7 @@ class OnlineTrainer:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.resume = resume
+        self.budget_before = read_config(self.run_dir).steps if resume else None
         self.config = config = self._resolve_config(config)
         self.progress, self.tensorboard, self.video = progress, tensorboard, video
         self.make_replay, self.make_logger = make_replay, make_logger
@@ -173,6 +176,10 @@ class OnlineTrainer:
         except BaseException:
             self.env.close()
             raise
+        spec_threshold = self.env.spec.reward_threshold if self.env.spec is not None else None
+        self.reward_threshold = (
+            config.reward_threshold if config.reward_threshold is not None else spec_threshold
+        )
         self.counters = Counters()
         self.evaluations: list[dict[str, Any]] = []
         self.metrics: dict[str, float] = {}
@@ -224,7 +231,7 @@ class OnlineTrainer:
             disable=progress_disabled(self.progress),
         )
         try:
-            while counters.env_steps < config.steps:
+            while counters.env_steps < config.steps and not counters.stopped:
                 step = counters.env_steps
                 if step < config.prefill:
                     action = env.action_space.sample()
@@ -308,6 +315,14 @@ class OnlineTrainer:
                 f"{self.run_dir} has already taken {replay.total} real steps; a resume needs "
                 f"--steps of at least that"
             )
+        if counters.stopped:
+            if config.steps <= self.budget_before:
+                raise ConfigError(
+                    f"{self.run_dir} finished at step {counters.checkpoint_steps}: its "
+                    f"evaluation reached the reward threshold {self.reward_threshold}; give "
+                    f"--steps above {self.budget_before} to train on"
+                )
+            counters.stopped = ""  # a larger budget: train on
 
     def _learn(self, step: int) -> None:
         if step < self.config.prefill:
@@ -336,6 +351,11 @@ class OnlineTrainer:
                 f"step {step}: eval return {record['return_mean']:.1f} "
                 f"+- {record['return_std']:.1f}"
             )
+            threshold = self.reward_threshold
+            reached = threshold is not None and record["return_mean"] >= threshold
+            if self.config.stop_at_threshold and reached:
+                self.counters.stopped = "reward_threshold"
+                checkpoint = True  # the run ends here
         if checkpoint:
             self.counters.wall_seconds = time.perf_counter() - self.started
             self.counters.checkpoint_steps = step
@@ -383,6 +403,8 @@ class OnlineTrainer:
             "wall_seconds": round(self.counters.wall_seconds, 2),
             "final_return_mean": final["return_mean"] if final else None,
             "final_return_std": final["return_std"] if final else None,
+            "stopped": self.counters.stopped or "steps",
+            "reward_threshold": self.reward_threshold,
             "evaluations": self.evaluations,
             "config": self.config.to_dict(),
             "versions": {"python": platform.python_version(), "torch": torch.__version__},

@@ -103,6 +103,7 @@ def run_dreamer(
         eval_episodes=EVAL_EPISODES,
         checkpoint_every=every,
         seed=seed,
+        stop_at_threshold=False,  # learning curves over the whole budget, like SAC's
         agent=DreamerConfig(planner=PlannerConfig(kind=planner)),
         # --quick: learn after 200 steps, so the smoke run exercises the updates too
         **({"prefill": 200, "pretrain": 10} if quick else {}),

@@ -133,7 +133,7 @@ def best_seconds(runs: list, repeats: int) -> list[float]:
 def flops_fraction(model, start_obs: np.ndarray, steps: int, repeats: int) -> dict:
     """FLOP/s of ``steps`` batched LoopWM transitions vs the same matmuls run bare."""
     model.eval()
-    latent0 = model.encode(start_obs)
+    latent0 = model.encode(torch.as_tensor(start_obs, dtype=torch.float32))
     rng = np.random.default_rng(0)
     actions = torch.as_tensor(
         rng.uniform(-3, 3, size=(steps, len(start_obs), model.config.action_dim)),

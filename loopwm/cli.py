@@ -172,6 +172,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{summary['env_id']}: {summary['env_steps']} real steps, {summary['updates']} updates, "
         f"{summary['wall_seconds']:.0f} s"
     )
+    if summary["stopped"] == "reward_threshold":
+        print(
+            f"stopped early: the evaluation reached the reward threshold "
+            f"{summary['reward_threshold']:g} (--stop-at-threshold false trains all "
+            f"--steps)"
+        )
     if summary["final_return_mean"] is not None:
         episodes = len(summary["evaluations"][-1]["returns"])
         print(

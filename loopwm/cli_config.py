@@ -80,6 +80,10 @@ def _parse_json(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"expected a JSON value, got {text!r}") from None
 
 
+def _metavar(kind: Any) -> str:
+    return getattr(kind, "__name__", "value").upper()  # float | None: VALUE
+
+
 def _escape(text: str) -> str:
     return text.replace("%", "%%")
 
@@ -128,7 +132,7 @@ def add_config_arguments(
             type=_parser_for(hints[field.name]),
             choices=choices,
             default=argparse.SUPPRESS,
-            metavar=None if choices else hints[field.name].__name__.upper(),
+            metavar=None if choices else _metavar(hints[field.name]),
             help=_escape(help_text),
         )
 
@@ -189,7 +193,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
             type=_parser_for(kind),
             choices=choices,
             default=argparse.SUPPRESS,
-            metavar=None if choices else kind.__name__.upper(),
+            metavar=None if choices else _metavar(kind),
             help=_escape(f"{only}{doc} (default by preset: {', '.join(presets)})"),
         )
     group.add_argument(

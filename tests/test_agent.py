@@ -347,3 +347,33 @@ def test_mppi_with_a_single_elite_gives_finite_actions():
     agent = DreamerAgent(env.observation_space, env.action_space, TINY.replace(planner=planner))
     action = agent.act(np.array([0.3], np.float32), explore=True)
     assert np.isfinite(action).all()
+
+
+def test_reward_threshold_ends_the_run_and_a_resume_needs_a_larger_budget(tmp_path):
+    run = tmp_path / "run"
+    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    # Any return of the fake env (at worst -20 over 20 steps) reaches -100.
+    config = tiny_train_config(steps=300, eval_every=150, reward_threshold=-100.0)
+    summary = train(config, run, **common)
+    assert summary["stopped"] == "reward_threshold" and summary["env_steps"] == 150
+    assert [e["env_steps"] for e in summary["evaluations"]] == [150]
+    checkpoint = load_checkpoint(run / "agent.pt")
+    assert checkpoint["counters"]["checkpoint_steps"] == 150  # the final checkpoint is written
+    assert len(Replay.load(run / "replay")) == 150
+
+    with pytest.raises(ValueError, match="reached the reward threshold"):
+        train(None, run, resume=True, **common)
+    with pytest.raises(ValueError, match="above 300"):
+        train(config, run, resume=True, **common)
+    longer = config.replace(steps=400, stop_at_threshold=False)
+    summary = train(longer, run, resume=True, **common)
+    assert summary["stopped"] == "steps" and summary["env_steps"] == 400
+
+
+def test_without_a_threshold_the_run_uses_its_whole_budget(tmp_path):
+    config = tiny_train_config(steps=150, eval_every=150, stop_at_threshold=True)
+    summary = train(
+        config, tmp_path / "run", make_env=fake_env, progress=False, tensorboard=False, video=False
+    )
+    assert summary["reward_threshold"] is None  # the fake env's spec has none
+    assert summary["stopped"] == "steps" and summary["env_steps"] == 150

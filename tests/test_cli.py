@@ -95,13 +95,16 @@ def test_train_eval_video_and_resume(tmp_path, capsys):
     run = tmp_path / "run"
     base = "--env InvertedPendulum-v5 --preset tiny --prefill 200 --eval-episodes 1 --quiet"
     command = f"train {base} --steps 300 --eval-every 300 --out {run} --no-video"
-    assert cli(command) == 0
+    assert cli(command + " --wm.c-max 0.8 --agent.horizon 4 --agent.model-fit.batch-size 8") == 0
     printed = capsys.readouterr().out
     assert "final evaluation: return" in printed
     assert (run / "agent.pt").is_file() and (run / "model.safetensors").is_file()
     assert len(Replay.load(run / "replay")) == 300
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["env_steps"] == 300 and metrics["updates"] > 0
+    agent = metrics["config"]["agent"]  # the generated flags reached the config
+    assert agent["model_overrides"] == {"c_max": 0.8} and agent["horizon"] == 4
+    assert agent["model_fit"]["batch_size"] == 8 and agent["preset"] == "tiny"
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
