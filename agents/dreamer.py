@@ -329,7 +329,8 @@ class DreamerAgent:
         dynamics = cfg.actor_grad == "dynamics"
         with record_function("agent/imagine_forward"):
             rollout = self.imagine(start, cfg.horizon, grad=True, through_model=dynamics)
-            value = self.slow_critic.value(rollout.latent)  # (B, H + 1), input-differentiable
+            slow_symlog = self.slow_critic(rollout.latent)  # (B, H + 1), input-differentiable
+            value = symexp(slow_symlog)
             returns = lambda_returns(rollout.reward, rollout.cont, value, cfg.gamma, cfg.lam)
         with torch.no_grad():
             discount = cfg.gamma * rollout.cont  # (B, H)
@@ -362,7 +363,9 @@ class DreamerAgent:
             actor_grad = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
             self.actor_optimizer.step()
         with record_function("agent/critic_update"):
-            critic_loss, critic_grad = self._critic_step(rollout.latent, returns, weight)
+            critic_loss, critic_grad = self._critic_step(
+                rollout.latent, returns, slow_symlog.detach(), weight
+            )
 
         iters = rollout.iters.float()
         self.last_imagined_iters = rollout.iters.flatten().cpu().numpy()
@@ -383,16 +386,20 @@ class DreamerAgent:
         }
 
     def _critic_step(
-        self, latent: torch.Tensor, returns: torch.Tensor, weight: torch.Tensor
+        self,
+        latent: torch.Tensor,
+        returns: torch.Tensor,
+        slow_symlog: torch.Tensor,
+        weight: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Regress the critic on the returns of latents (B, H + 1, D), regularised towards
-        the slow critic, then move the slow critic towards it."""
+        the slow critic's predictions ``slow_symlog`` (B, H + 1) of the same latents, then
+        move the slow critic towards it."""
         cfg = self.config
         latents = latent[:, :-1].detach().flatten(0, 1)  # (B * H, D)
         prediction = self.critic(latents)
         target = symlog(returns.detach().flatten())
-        with torch.no_grad():
-            slow = self.slow_critic(latents)
+        slow = slow_symlog[:, :-1].flatten()  # the slow critic's forward pass, reused
         critic_loss = (
             weight.flatten()
             * ((prediction - target).pow(2) + cfg.slow_critic_reg * (prediction - slow).pow(2))
