@@ -465,7 +465,7 @@ def final_video(agent, config: TrainConfig, run_dir: Path) -> str | None:
 
 
 def _real_frames(agent, env_id: str, *, steps: int, seed: int) -> list[np.ndarray]:
-    env = gym.make(env_id, render_mode="rgb_array")
+    env = make_env(env_id, render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=seed)
         agent.reset()

@@ -25,7 +25,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from loopwm.envs.spaces import check_box_env
+from loopwm.checks import check_positive_int
+from loopwm.envs.spaces import check_box_env, make_env
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
 
@@ -87,10 +88,7 @@ class DreamCore:
         kwargs = (
             {"render_mode": "rgb_array", "width": width, "height": height} if render_mode else {}
         )
-        try:
-            self.real_env = gym.make(self.env_id, **kwargs)
-        except gym.error.Error as err:
-            raise ConfigError(f"cannot make the real environment {self.env_id!r}: {err}") from None
+        self.real_env = make_env(self.env_id, **kwargs)
         obs_dim, action_dim = check_box_env(self.real_env)
         cfg = self.model.config
         if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
@@ -277,8 +275,7 @@ class DreamVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ConfigError(f"num_envs must be a positive int, got {num_envs!r}")
+        check_positive_int("num_envs", num_envs)
         if kwargs.get("render_mode") is not None:
             raise ConfigError("DreamVectorEnv does not render; use DreamEnv for videos")
         self.core = DreamCore(model, **kwargs)

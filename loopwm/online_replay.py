@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from loopwm.checks import check_positive_int
 from loopwm.errors import ConfigError
 from loopwm.replay import FIELDS, Replay, ReplayWriter, episode_ends, windows
 
@@ -72,8 +73,7 @@ class OnlineReplay:
         return replay
 
     def _setup(self, writer: ReplayWriter, capacity: int) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ConfigError(f"capacity must be a positive int, got {capacity!r}")
+        check_positive_int("capacity", capacity)
         self.writer = writer
         self.root = Path(writer.root)
         self.capacity = capacity

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from loopwm.checks import check_positive_int
 from loopwm.config import LoopWMConfig
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.networks import mlp, symexp
@@ -253,8 +254,7 @@ class WorldModel(nn.Module):
         max_iters = self.config.max_iters if max_iters is None else max_iters
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
             raise ConfigError(f"tol must be a number >= 0, got {tol!r}")
-        if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-            raise ConfigError(f"max_iters must be a positive int, got {max_iters!r}")
+        check_positive_int("max_iters", max_iters)
         return float(tol), max_iters
 
     # ------------------------------------------------------------------ the rest
