@@ -57,7 +57,8 @@ RESUMABLE_FIELDS = ("steps", "stop_at_threshold")
 def resume_config(run_dir: str | os.PathLike, requested: TrainConfig | None = None) -> TrainConfig:
     """The config a resume of ``run_dir`` continues with: the run's own config.json, with
     the ``RESUMABLE_FIELDS`` of ``requested`` if given. The one place that decides what a
-    resume may change: any other difference is an error naming the fields.
+    resume may change: any other difference is an error naming the fields. Nothing is
+    written: the caller stores the config once the resume is under way.
     """
     stored = read_config(run_dir)
     if requested is None:
@@ -74,10 +75,7 @@ def resume_config(run_dir: str | os.PathLike, requested: TrainConfig | None = No
             f"{', '.join(changed)} (only {', '.join(RESUMABLE_FIELDS)} can)"
         )
     changes = {k: getattr(requested, k) for k in RESUMABLE_FIELDS}
-    if any(getattr(stored, k) != v for k, v in changes.items()):
-        stored = TrainConfig.from_dict({**stored.to_dict(), **changes})
-        write_config(Path(run_dir), stored)
-    return stored
+    return stored.replace(**changes)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

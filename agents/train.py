@@ -161,7 +161,7 @@ class OnlineTrainer:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.budget_before = read_config(self.run_dir).steps if resume else None
+        self.stored_config = read_config(self.run_dir) if resume else None
         self.config = config = self._resolve_config(config)
         self.progress, self.tensorboard, self.video = progress, tensorboard, video
         self.make_replay, self.make_logger = make_replay, make_logger
@@ -216,6 +216,8 @@ class OnlineTrainer:
             env.close()
             self.eval_env.close()
             raise
+        if self.resume and config != self.stored_config:
+            write_config(self.run_dir, config)  # the resume is valid: keep its new budget
         self.logger = logger = (
             self.make_logger(self.run_dir / "tensorboard") if self.tensorboard else NullLogger()
         )
@@ -316,11 +318,11 @@ class OnlineTrainer:
                 f"--steps of at least that"
             )
         if counters.stopped:
-            if config.steps <= self.budget_before:
+            if config.steps <= self.stored_config.steps:
                 raise ConfigError(
                     f"{self.run_dir} finished at step {counters.checkpoint_steps}: its "
                     f"evaluation reached the reward threshold {self.reward_threshold}; give "
-                    f"--steps above {self.budget_before} to train on"
+                    f"--steps above {self.stored_config.steps} to train on"
                 )
             counters.stopped = ""  # a larger budget: train on
 

@@ -361,10 +361,14 @@ def test_reward_threshold_ends_the_run_and_a_resume_needs_a_larger_budget(tmp_pa
     assert checkpoint["counters"]["checkpoint_steps"] == 150  # the final checkpoint is written
     assert len(Replay.load(run / "replay")) == 150
 
+    stored = (run / "config.json").read_text()
     with pytest.raises(ValueError, match="reached the reward threshold"):
         train(None, run, resume=True, **common)
     with pytest.raises(ValueError, match="above 300"):
         train(config, run, resume=True, **common)
+    with pytest.raises(ValueError, match="already taken 150 real steps"):
+        train(config.replace(steps=100), run, resume=True, **common)
+    assert (run / "config.json").read_text() == stored  # a refused resume changes nothing
     longer = config.replace(steps=400, stop_at_threshold=False)
     summary = train(longer, run, resume=True, **common)
     assert summary["stopped"] == "steps" and summary["env_steps"] == 400
