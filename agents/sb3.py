@@ -26,17 +26,26 @@ def load_sb3_policy(
     *,
     deterministic: bool = False,
     device: str = "cpu",
+    trusted: bool = False,
 ) -> Policy:
     """Load a saved stable-baselines3 model as a policy ``obs -> action`` for ``env``.
 
-    SB3's zip format contains pickled objects: load only files you trust.
+    SB3's zip format holds pickled Python objects, and unpickling a crafted file runs its
+    code: loading is refused unless ``trusted`` (``--trust-policy`` on the command line)
+    says the file is one you made or trust.
 
     Raises:
-        ValueError: unknown algorithm, or spaces that differ from ``env``'s.
+        ValueError: not ``trusted``, unknown algorithm, or spaces that differ from ``env``'s.
         FileNotFoundError: no file at ``path``.
     """
     import stable_baselines3 as sb3
 
+    if not trusted:
+        raise ConfigError(
+            f"{path}: a stable-baselines3 zip holds pickled Python objects, and loading it "
+            f"runs any code they carry; pass --trust-policy (trusted=True) only for a file "
+            f"you made or trust"
+        )
     algo = algo.lower()
     if algo not in SB3_ALGOS:
         raise ConfigError(f"unknown SB3 algorithm {algo!r}; choose from {SB3_ALGOS}")

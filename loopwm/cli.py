@@ -39,7 +39,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
         env = make_env(args.env)
         try:
             policy = load_sb3_policy(
-                args.policy, args.algo, env, deterministic=args.deterministic, device=args.device
+                args.policy,
+                args.algo,
+                env,
+                deterministic=args.deterministic,
+                device=args.device,
+                trusted=args.trust_policy,
             )
         finally:
             env.close()
@@ -247,7 +252,12 @@ def cmd_video(args: argparse.Namespace) -> int:
         env = make_env(env_id)
         try:
             policy = load_sb3_policy(
-                args.policy, args.algo, env, deterministic=True, device=args.device
+                args.policy,
+                args.algo,
+                env,
+                deterministic=True,
+                device=args.device,
+                trusted=args.trust_policy,
             )
         finally:
             env.close()
@@ -295,6 +305,16 @@ def _common(p: argparse.ArgumentParser, *, quiet: bool = True, device: bool = Tr
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _policy(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--policy", help=help_text)
+    p.add_argument(
+        "--trust-policy",
+        action="store_true",
+        help="load --policy although an SB3 zip holds pickled objects that run code when "
+        "loaded: only for files you made or trust (refused without it)",
+    )
+
+
 def _algo(p: argparse.ArgumentParser, what: str) -> None:
     from loopwm.agents.sb3 import SB3_ALGOS
 
@@ -319,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset folder (must be new)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=10_000, help="transitions per file")
-    p.add_argument("--policy", help="a saved stable-baselines3 model (.zip) to act with")
+    _policy(p, "a saved stable-baselines3 model (.zip) to act with")
     _algo(p, "of --policy")
     p.add_argument("--deterministic", action="store_true", help="no policy sampling noise")
     _common(p)
@@ -401,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="world model from `loopwm fit` (or use --run)")
     p.add_argument("--run", help="a `loopwm train` run: its world model and its agent's policy")
     p.add_argument("--env", help="real env id (default: the checkpoint's)")
-    p.add_argument("--policy", help="SB3 agent .zip to act with (default: random actions)")
+    _policy(p, "SB3 agent .zip to act with (default: random actions)")
     _algo(p, "of --policy")
     p.add_argument("--out", default="videos/rollout.mp4", help="output .mp4 (or .gif)")
     p.add_argument("--gif", action="store_true", help="write a GIF instead of mp4")

@@ -54,9 +54,25 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "no loopwm dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit", "--data", "x", "--model", "transformer"])
+    # --debug shows the traceback of an expected error; a bug always keeps its traceback
+    with pytest.raises(FileNotFoundError, match="no loopwm dataset"):
+        main(["--debug", "fit", "--data", str(tmp_path / "none"), "--quiet"])
+    assert main(["train", "--env", "InvertedPendulum-v5", "--steps", "0", "--quiet"]) == 2
+    assert "steps must be a positive int" in capsys.readouterr().err
 
 
-def test_collect_with_sb3_policy(tmp_path):
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import loopwm.cli
+
+    def broken(args):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setattr(loopwm.cli, "cmd_eval", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["eval", "--run", "somewhere"])
+
+
+def test_collect_with_sb3_policy(tmp_path, capsys):
     from stable_baselines3 import PPO
 
     from loopwm.envs import make_env
@@ -68,7 +84,11 @@ def test_collect_with_sb3_policy(tmp_path):
     env.close()
     data = tmp_path / "data"
     policy = f"--policy {tmp_path / 'ppo.zip'} --algo ppo --deterministic"
-    assert cli(f"collect --env InvertedPendulum-v5 --steps 50 --out {data} {policy} --quiet") == 0
+    command = f"collect --env InvertedPendulum-v5 --steps 50 --out {data} {policy} --quiet"
+    assert cli(command) == 2  # an SB3 zip can run code when loaded: refused unless trusted
+    assert "--trust-policy" in capsys.readouterr().err
+    assert not data.exists()
+    assert cli(command + " --trust-policy") == 0
     replay = Replay.load(data)
     assert replay.meta["policy"].startswith("sb3-ppo:")
     expected, _ = agent.predict(replay.obs[:5], deterministic=True)
