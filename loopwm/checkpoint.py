@@ -107,25 +107,36 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     path = Path(path)
     header = read_header(path)
     kind = header["kind"]
-    model = model_family(kind).cls(header["config"])
+    family = model_family(kind).cls
+    # The header's config is checked against the file's tensor shapes before anything is
+    # allocated: a small file cannot make loopwm build a huge model.
+    with torch.device("meta"):
+        skeleton = family(header["config"])
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     try:
-        tensors = load_file(str(path), device=str(map_location))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            stored = {name: tuple(fh.get_slice(name).get_shape()) for name in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: weights do not match a {kind} model with its config "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
-    for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape:
+    for name, shape in stored.items():
+        if shape != expected[name]:
             raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, the config implies "
-                f"{tuple(expected[name].shape)}"
+                f"{path}: {name} has shape {shape}, the config implies {expected[name]}"
             )
+    model = family(header["config"])
+    try:
+        tensors = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from None
     model.load_state_dict(tensors)
     model.checkpoint_extra = header["extra"]
     return model.to(map_location).eval()

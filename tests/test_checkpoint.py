@@ -114,3 +114,25 @@ def test_failed_write_keeps_previous_checkpoint(tiny_model, tmp_path, monkeypatc
         save(tiny_model, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_a_small_file_cannot_make_the_loader_build_a_huge_model(tiny_model, tmp_path):
+    """The header's config is checked against the tensors' shapes before anything is
+    allocated: its 1e5-wide layers would need 40 GB each (building them would fail with an
+    allocation error, or swap), the file holds a few kilobytes."""
+    path = tmp_path / "huge.safetensors"
+    save(tiny_model, path)
+    header = read_header(path)
+    tensors = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    huge = header["config"].replace(latent_dim=100_000, hidden_dim=100_000)
+    meta = {
+        "format": FORMAT,
+        "format_version": "2",
+        "kind": "loopwm",
+        "config": json.dumps(huge.to_dict()),
+        "extra": "{}",
+    }
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="the config implies"):
+        load(path)
+    assert path.stat().st_size < 100_000
