@@ -7,9 +7,9 @@ world-model update, the imagination forward pass, the actor's backward pass and 
 critic, acting, plus the env step. Each thread count runs in its own process, so they do
 not share torch's thread pool.
 
-    python benchmarks/agent_profile.py                 # InvertedPendulum-v5, 1 and 2 threads
-    python benchmarks/agent_profile.py --envs HalfCheetah-v5 --threads 1
-    python benchmarks/agent_profile.py --quick         # smoke run, writes nothing
+    python benchmarks/update_profile.py                 # InvertedPendulum-v5, 1 and 2 threads
+    python benchmarks/update_profile.py --envs HalfCheetah-v5 --threads 1
+    python benchmarks/update_profile.py --quick         # smoke run, writes nothing
 
 The machine's single-thread matmul rate is recorded beside the figures: machines of one
 kind differ by 3x, so times are comparable only through it.
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).parent / "results" / "agent_profile.json"
+RESULTS = Path(__file__).parent / "results" / "update_profile.json"
 PROFILED_UPDATES = 5
 PHASES = (
     "agent/world_model_update",
