@@ -2,9 +2,11 @@
 
 Layout of ``RUN_DIR``::
 
-    config.json          the TrainConfig (written once; a resume reads it back)
+    config.json          the TrainConfig (a resume reads it back; only a larger budget
+                         or the threshold stop may change it)
     agent.pt             agent checkpoint: networks, optimizers, counters, sampler states
     model.safetensors    the world model alone (for ``loopwm video``, ``dream``, ``fit``)
+    checkpoint.json      written last: the digests of both files above (a complete unit)
     replay/              every real transition (chunked dataset, see loopwm.replay)
     metrics.json         evaluations so far and the final summary
     tensorboard/         TensorBoard logs
@@ -17,6 +19,7 @@ containers: loading a checkpoint never executes code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -88,8 +91,14 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+CHECKPOINT_FILES = ("agent.pt", "model.safetensors")
+MANIFEST = "checkpoint.json"
+
+
 def save_checkpoint(run_dir: Path, agent, counters: dict[str, Any], env_id: str) -> None:
-    """Write ``agent.pt`` and ``model.safetensors`` atomically."""
+    """Write ``agent.pt`` and ``model.safetensors`` (each atomically), then the manifest
+    ``checkpoint.json`` with their digests: a checkpoint is complete only with a manifest
+    that matches both files, so a kill between the two files is detected."""
     payload = {
         "format": AGENT_FORMAT,
         "format_version": AGENT_FORMAT_VERSION,
@@ -101,6 +110,36 @@ def save_checkpoint(run_dir: Path, agent, counters: dict[str, Any], env_id: str)
     }
     atomic_write(run_dir / "agent.pt", lambda tmp: torch.save(payload, tmp))
     save(agent.world_model, run_dir / "model.safetensors", extra={"env_id": env_id})
+    digests = {name: _sha256(run_dir / name) for name in CHECKPOINT_FILES}
+    write_json(run_dir / MANIFEST, {"env_steps": counters["checkpoint_steps"], "files": digests})
+
+
+def checkpoint_complete(run_dir: str | os.PathLike) -> bool:
+    """Whether the run's manifest exists and matches its checkpoint files."""
+    run_dir = Path(run_dir)
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text())
+        files = manifest["files"]
+        return all(files[name] == _sha256(run_dir / name) for name in CHECKPOINT_FILES)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed atomic write left in the run (and its replay)."""
+    run_dir = Path(run_dir)
+    stale = [*run_dir.glob(".*.tmp"), *run_dir.glob("replay/.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

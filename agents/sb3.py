@@ -135,6 +135,7 @@ def train_in_dream(
     from loopwm.envs.spaces import make_env
 
     check_positive_int("steps", steps)
+    check_positive_int("eval_episodes", eval_episodes)
     dream = Monitor(
         make_dream_env(checkpoint, env_id=env_id, start_states=start_states, device=device)
     )

@@ -29,8 +29,10 @@ from tqdm.auto import tqdm
 from loopwm.agents.config import TrainConfig
 from loopwm.agents.dreamer import DreamerAgent
 from loopwm.agents.run import (
+    checkpoint_complete,
     load_checkpoint,
     read_config,
+    remove_stale_temporaries,
     resume_config,
     save_checkpoint,
     write_config,
@@ -38,7 +40,7 @@ from loopwm.agents.run import (
 from loopwm.checks import check_positive_int, progress_disabled
 from loopwm.envs.spaces import check_box_env, dataset_meta, make_env
 from loopwm.errors import ConfigError, ExistsError
-from loopwm.io import write_json
+from loopwm.io import check_output_dir, write_json
 from loopwm.online_replay import OnlineReplay
 from loopwm.summaries import TensorBoardLogger
 from loopwm.video import log_open_loop_video
@@ -189,6 +191,7 @@ class OnlineTrainer:
             return resume_config(self.run_dir, config)
         if config is None:
             raise ConfigError("a new run needs a TrainConfig")
+        check_output_dir(self.run_dir, "the run folder")
         if (self.run_dir / "config.json").exists() or (self.run_dir / "replay").exists():
             raise ExistsError(
                 f"{self.run_dir} already holds a run; resume it with --resume {self.run_dir} "
@@ -279,7 +282,9 @@ class OnlineTrainer:
             self._evaluate_and_checkpoint(
                 step,
                 evaluate=not self.evaluations or self.evaluations[-1]["env_steps"] != step,
-                checkpoint=counters.checkpoint_steps != step,
+                # a kill between the checkpoint's files leaves no matching manifest: rewrite
+                checkpoint=counters.checkpoint_steps != step
+                or not checkpoint_complete(self.run_dir),
             )
         finally:
             replay.close()  # first: every collected transition reaches the disk
@@ -298,6 +303,8 @@ class OnlineTrainer:
         """Counters and agent from the last checkpoint; steps stored after it are kept
         (they really happened) and the updates they were owed run at the next step."""
         counters, replay, config = self.counters, self.replay, self.config
+        if self.resume:
+            remove_stale_temporaries(self.run_dir)
         if self.resume and (self.run_dir / "agent.pt").is_file():
             payload = load_checkpoint(self.run_dir / "agent.pt")
             if payload["env_id"] != config.env_id:

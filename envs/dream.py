@@ -136,7 +136,16 @@ class DreamCore:
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray) -> torch.Tensor:
-        return self.model.encode(self._tensor(obs))
+        """Latents (n, D) of start observations (n, obs_dim); a start state too far from
+        anything the model can represent (its latent overflows) is a clear error."""
+        latent = self.model.encode(self._tensor(obs))
+        if not torch.isfinite(latent).all():
+            worst = float(np.abs(np.asarray(obs, dtype=np.float64)).max())
+            raise ConfigError(
+                f"a start observation (largest value {worst:.3g}) encodes to a non-finite "
+                f"latent: it lies far outside what the model can represent"
+            )
+        return latent
 
     @torch.no_grad()
     def step(self, latent: torch.Tensor, actions: np.ndarray) -> tuple:

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from loopwm.checks import check_positive_int, progress_disabled
 from loopwm.envs import check_box_env, dataset_meta, make_env
+from loopwm.io import check_output_dir
 from loopwm.replay import ReplayWriter
 
 
@@ -42,6 +43,7 @@ def collect(
         The dataset's meta.json content.
     """
     check_positive_int("steps", steps)
+    check_output_dir(out, "--out")
     env = make_env(env_id, **(env_kwargs or {}))
     try:
         obs_dim, action_dim = check_box_env(env)

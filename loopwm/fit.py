@@ -18,7 +18,7 @@ from loopwm.checkpoint import save
 from loopwm.checks import progress_disabled
 from loopwm.config import FitConfig
 from loopwm.errors import ConfigError
-from loopwm.io import write_json
+from loopwm.io import check_output_dir, write_json
 from loopwm.models import build_model, model_config
 from loopwm.replay import Replay, split_episode_ids
 from loopwm.summaries import TensorBoardLogger
@@ -76,6 +76,9 @@ def fit(
         ``(model, metrics)`` (on ranks > 0, metrics hold only the rank and the config).
     """
     cfg = config or FitConfig()
+    for folder, what in ((out, "--out"), (logdir, "the TensorBoard folder")):
+        if folder is not None:
+            check_output_dir(folder, what)  # now, not after the whole fit
     if not distributed:
         replay = data if isinstance(data, Replay) else Replay.load(data)
         train, heldout = replay.split(cfg.holdout_fraction, cfg.seed)

@@ -131,6 +131,11 @@ class ReplayWriter:
         writer.root = root
         writer._buffer = TransitionColumns()
         if not any(root.glob("chunk_*.npz")):  # killed before its first chunk
+            if int(meta.get("chunks", 0)) > 0:
+                raise ConfigError(
+                    f"{root}: every chunk file is missing; meta.json counts {meta['chunks']} "
+                    f"chunks and {meta.get('transitions')} transitions"
+                )
             writer.obs_dim, writer.action_dim = meta["obs_dim"], meta["action_dim"]
             writer.chunk_size = int(meta.get("chunk_size", 10_000))
             writer.meta = meta
@@ -261,7 +266,7 @@ class Replay:
         root = Path(root)
         meta = _read_meta(root)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
-        for path in _chunk_paths(root):
+        for path in _chunk_paths(root, meta):
             with _open_chunk(path) as data:
                 keep = None if episodes is None else np.isin(data["episode"], episodes)
                 for k in FIELDS:
@@ -280,9 +285,9 @@ class Replay:
     def episode_ids(root: str | os.PathLike) -> np.ndarray:
         """The episode ids of a dataset folder, reading only that column of each chunk."""
         root = Path(root)
-        _read_meta(root)
+        meta = _read_meta(root)
         ids = []
-        for path in _chunk_paths(root):
+        for path in _chunk_paths(root, meta):
             with _open_chunk(path) as data:
                 ids.append(np.unique(data["episode"]))
         return np.unique(np.concatenate(ids))
@@ -355,10 +360,28 @@ def _read_meta(root: Path) -> dict[str, Any]:
     return meta
 
 
-def _chunk_paths(root: Path) -> list[Path]:
+def _chunk_paths(root: Path, meta: dict[str, Any]) -> list[Path]:
+    """The dataset's chunk files, checked against meta.json: none may be missing.
+
+    meta.json is rewritten after each chunk, so a kill in between leaves one chunk more
+    than it counts (kept); fewer, or a gap in the numbering, means chunks were lost.
+    """
     chunks = sorted(root.glob("chunk_*.npz"))
     if not chunks:
         raise ConfigError(f"{root}: dataset has no chunks (was the collection empty?)")
+    try:
+        numbers = [int(path.stem.split("_")[1]) for path in chunks]
+    except (IndexError, ValueError):
+        raise ConfigError(f"{root}: unexpected chunk file names {chunks[:3]}") from None
+    count = max(numbers[-1] + 1, int(meta.get("chunks", 0)))
+    missing = sorted(set(range(count)) - set(numbers))
+    if missing:
+        names = ", ".join(f"chunk_{n:06d}.npz" for n in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ConfigError(
+            f"{root}: {len(missing)} chunk file(s) missing ({names}{more}); meta.json counts "
+            f"{meta.get('chunks')} chunks and {meta.get('transitions')} transitions"
+        )
     return chunks
 
 

@@ -381,3 +381,35 @@ def test_without_a_threshold_the_run_uses_its_whole_budget(tmp_path):
     )
     assert summary["reward_threshold"] is None  # the fake env's spec has none
     assert summary["stopped"] == "steps" and summary["env_steps"] == 150
+
+
+def test_a_kill_between_the_final_checkpoints_files_is_repaired_on_resume(tmp_path, monkeypatch):
+    import loopwm.agents.run as run_module
+    from loopwm import load
+
+    run = tmp_path / "run"
+    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    config = tiny_train_config(steps=150, eval_every=150, checkpoint_every=100)
+    original, calls = run_module.save, []
+
+    def killed_at_the_second_model_file(model, path, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the final checkpoint: after agent.pt, before model.safetensors
+            raise KeyboardInterrupt
+        original(model, path, **kwargs)
+
+    monkeypatch.setattr(run_module, "save", killed_at_the_second_model_file)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run, **common)
+    assert load_checkpoint(run / "agent.pt")["counters"]["checkpoint_steps"] == 150
+    assert not run_module.checkpoint_complete(run)  # model.safetensors is still step 100's
+    (run / ".agent.pt.x1y2.tmp").write_bytes(b"left by a killed atomic write")
+
+    monkeypatch.setattr(run_module, "save", original)
+    train(None, run, resume=True, **common)
+    assert run_module.checkpoint_complete(run)
+    assert not (run / ".agent.pt.x1y2.tmp").exists()
+    model = load(run / "model.safetensors")
+    saved = load_checkpoint(run / "agent.pt")["agent"]["world_model"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name  # the model file matches the agent

@@ -203,3 +203,22 @@ def test_render_imagined_state(pendulum_checkpoint, tmp_path):
     plain.reset(seed=0)
     with pytest.raises(ValueError, match="cannot render imagined states of Pendulum"):
         DreamEnv(tmp_path / "pendulum.safetensors", render_mode="rgb_array")
+
+
+def test_info_carries_the_continuation_and_huge_start_states_are_refused(pendulum_checkpoint):
+    env = DreamEnv(pendulum_checkpoint)
+    env.reset(seed=0)
+    _, _, terminated, _, info = env.step(np.zeros(1, np.float32))
+    assert 0.0 <= info["cont"] <= 1.0
+    assert terminated == (info["cont"] < 0.5)
+    huge = DreamEnv(pendulum_checkpoint, start_states=np.full((2, 4), 1e30))
+    with pytest.raises(ValueError, match="non-finite latent"):
+        huge.reset(seed=0)
+
+
+def test_train_in_dream_refuses_zero_evaluation_episodes(pendulum_checkpoint, tmp_path):
+    from loopwm.agents import train_in_dream
+
+    with pytest.raises(ValueError, match="eval_episodes"):
+        train_in_dream(pendulum_checkpoint, "ppo", 64, eval_episodes=0, out=tmp_path)
+    assert not (tmp_path / "dream.json").exists()

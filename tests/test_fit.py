@@ -72,3 +72,13 @@ def test_tensorboard_event_file_holds_scalars_histograms_and_video(pendulum_data
     assert len(video) == 2
     assert video[-1].encoded_image_string[:4] == b"GIF8"  # an animated GIF, not empty
     assert video[-1].width == 3 * 96
+
+
+def test_an_unusable_out_fails_before_the_fit(pendulum_data, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cfg = FitConfig(steps=100_000, batch_size=8, horizon=3, eval_horizon=3)  # never runs
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        fit(pendulum_data, preset="tiny", config=cfg, out=blocker, progress=False)
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        fit(pendulum_data, preset="tiny", config=cfg, out=blocker / "below", progress=False)

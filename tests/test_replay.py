@@ -84,3 +84,24 @@ def test_corrupt_chunk_is_reported(tmp_path):
         Replay.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="no loopwm dataset"):
         Replay.load(tmp_path / "missing")
+
+
+def test_lost_chunks_are_detected_by_name_on_load_and_on_resume(tmp_path):
+    from loopwm.online_replay import OnlineReplay
+
+    collect("InvertedPendulum-v5", 120, tmp_path / "data", chunk_size=30, progress=False)
+    (tmp_path / "data" / "chunk_000001.npz").unlink()  # a middle chunk
+    with pytest.raises(ValueError, match=r"1 chunk file\(s\) missing \(chunk_000001.npz\)"):
+        Replay.load(tmp_path / "data")
+    with pytest.raises(ValueError, match="chunk_000001.npz"):
+        Replay.episode_ids(tmp_path / "data")
+
+    collect("InvertedPendulum-v5", 120, tmp_path / "run", chunk_size=30, progress=False)
+    for chunk in (tmp_path / "run").glob("chunk_*.npz"):  # every chunk gone
+        chunk.unlink()
+    with pytest.raises(ValueError, match="every chunk file is missing"):
+        OnlineReplay.resume(tmp_path / "run")
+    collect("InvertedPendulum-v5", 120, tmp_path / "first", chunk_size=30, progress=False)
+    (tmp_path / "first" / "chunk_000000.npz").unlink()  # the first one: no restart at 0
+    with pytest.raises(ValueError, match="chunk_000000.npz"):
+        OnlineReplay.resume(tmp_path / "first")
