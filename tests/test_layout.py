@@ -121,3 +121,20 @@ def test_readme_is_a_users_page():
     assert len(readme) < 12_000
     for link in re.findall(r"\]\(((?:docs|videos|benchmarks)/[^)#]+)\)", readme):
         assert (ROOT / link).exists(), link
+
+
+@pytest.mark.parametrize(
+    ("doc", "marker"),
+    [
+        ("README.md", "build_model"),
+        ("docs/api.md", "check_input"),
+        ("docs/model.md", "contraction_bound"),
+    ],
+)
+def test_the_docs_python_examples_run(doc, marker, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an example may write a checkpoint
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), re.S)
+    examples = [b for b in blocks if marker in b]
+    assert examples, f"no example with {marker} in {doc}"
+    for example in examples:
+        exec(compile(example, doc, "exec"), {})
