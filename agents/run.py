@@ -161,7 +161,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: agent checkpoint format version {payload.get('format_version')}, "
             f"this loopwm reads {AGENT_FORMAT_VERSION}"
         )
-    payload["counters"] = json.loads(payload["counters"])
+    missing = [k for k in ("env_id", "counters", "agent") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: agent checkpoint without {', '.join(missing)}")
+    try:
+        payload["counters"] = json.loads(payload["counters"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable counters ({err})") from None
+    if not isinstance(payload["counters"], dict) or "env_steps" not in payload["counters"]:
+        raise CheckpointError(f"{path}: agent checkpoint with malformed counters")
     return payload
 
 

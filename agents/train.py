@@ -42,6 +42,7 @@ from loopwm.envs.spaces import check_box_env, dataset_meta, make_env
 from loopwm.errors import ConfigError, ExistsError
 from loopwm.io import check_output_dir, write_json
 from loopwm.online_replay import OnlineReplay
+from loopwm.replay import Replay
 from loopwm.summaries import TensorBoardLogger
 from loopwm.video import log_open_loop_video
 
@@ -211,14 +212,17 @@ class OnlineTrainer:
         if not self.resume:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, config)
-        self.replay = replay = self.make_replay(self.run_dir / "replay", env, config, self.resume)
         try:
-            self._restore()
+            if self.resume:
+                self._load_checkpoint()  # may refuse: before the replay folder is touched
+            self.replay = replay = self.make_replay(
+                self.run_dir / "replay", env, config, self.resume
+            )
         except BaseException:
-            replay.close()
             env.close()
             self.eval_env.close()
             raise
+        self._sync_with_replay()
         if self.resume and config != self.stored_config:
             write_config(self.run_dir, config)  # the resume is valid: keep its new budget
         self.logger = logger = (
@@ -299,13 +303,12 @@ class OnlineTrainer:
         write_json(self.run_dir / "metrics.json", summary)
         return summary
 
-    def _restore(self) -> None:
-        """Counters and agent from the last checkpoint; steps stored after it are kept
-        (they really happened) and the updates they were owed run at the next step."""
-        counters, replay, config = self.counters, self.replay, self.config
-        if self.resume:
-            remove_stale_temporaries(self.run_dir)
-        if self.resume and (self.run_dir / "agent.pt").is_file():
+    def _load_checkpoint(self) -> None:
+        """Counters and agent from the last checkpoint, checked against the resume's config
+        before anything in the run folder is touched (a refused resume changes nothing)."""
+        counters, config = self.counters, self.config
+        remove_stale_temporaries(self.run_dir)
+        if (self.run_dir / "agent.pt").is_file():
             payload = load_checkpoint(self.run_dir / "agent.pt")
             if payload["env_id"] != config.env_id:
                 raise ConfigError(f"{self.run_dir}/agent.pt is a run of {payload['env_id']}")
@@ -314,14 +317,10 @@ class OnlineTrainer:
             self.evaluations = saved.pop("evaluations", [])
             for key, value in saved.items():
                 setattr(counters, key, value)
-        if self.resume:
-            since = replay.total - max(counters.checkpoint_steps, config.prefill)
-            counters.updates_owed += max(0, since) * config.train_ratio
-        counters.env_steps = replay.total
-        counters.episodes = replay.episodes
-        if replay.total > config.steps:
+        taken = Replay.count(self.run_dir / "replay")
+        if taken > config.steps:
             raise ConfigError(
-                f"{self.run_dir} has already taken {replay.total} real steps; a resume needs "
+                f"{self.run_dir} has already taken {taken} real steps; a resume needs "
                 f"--steps of at least that"
             )
         if counters.stopped:
@@ -332,6 +331,16 @@ class OnlineTrainer:
                     f"--steps above {self.stored_config.steps} to train on"
                 )
             counters.stopped = ""  # a larger budget: train on
+
+    def _sync_with_replay(self) -> None:
+        """The step counter is the replay's: steps stored after the last checkpoint are
+        kept (they really happened) and the updates they were owed run at the next step."""
+        counters, replay, config = self.counters, self.replay, self.config
+        if self.resume:
+            since = replay.total - max(counters.checkpoint_steps, config.prefill)
+            counters.updates_owed += max(0, since) * config.train_ratio
+        counters.env_steps = replay.total
+        counters.episodes = replay.episodes
 
     def _learn(self, step: int) -> None:
         if step < self.config.prefill:

@@ -127,8 +127,8 @@ class DreamCore:
         shape = (batch, *self.action_space.shape)
         if arr.size != int(np.prod(shape)) or arr.shape not in (shape, self.action_space.shape):
             raise ConfigError(f"actions must have shape {shape}, got {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.number):
-            raise ConfigError(f"actions must be numeric, got dtype {arr.dtype}")
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ConfigError(f"actions must be real numbers, got dtype {arr.dtype}")
         arr = arr.reshape(shape).astype(np.float32)
         if not np.isfinite(arr).all():
             raise ConfigError("actions contain NaN or inf")

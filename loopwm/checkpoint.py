@@ -97,6 +97,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         extra = json.loads(meta.get("extra", "{}"))
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid config in checkpoint header: {err}") from None
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{path}: the header's extra must be a JSON object, got {extra!r}")
     return {"kind": kind, "config": config, "extra": extra, "format_version": version}
 
 
@@ -137,6 +139,9 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
         tensors = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from None
+    bad = [name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite (NaN or inf) weights in {bad[:5]}")
     model.load_state_dict(tensors)
     model.checkpoint_extra = header["extra"]
     return model.to(map_location).eval()

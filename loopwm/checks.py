@@ -49,3 +49,22 @@ def check_choice(name: str, value: Any, choices: Collection) -> Any:
 def progress_disabled(progress: bool | None) -> bool | None:
     """tqdm's ``disable`` for a ``progress`` flag: ``None`` shows a bar only on a terminal."""
     return None if progress is None else not progress
+
+
+def check_device(name: str) -> str:
+    """``name`` if torch can use that device here, else a :class:`ConfigError` that says why
+    (``cuda`` on a CPU-only build or without a GPU, a misspelt device)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"unknown device {name!r} ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU; use "
+            f"--device cpu, or install a CUDA build of torch on a machine with a GPU"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r}: loopwm runs on cpu or cuda")
+    return name

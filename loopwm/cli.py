@@ -7,6 +7,7 @@ import inspect
 import sys
 from pathlib import Path
 
+from loopwm.checks import check_device, check_positive_int
 from loopwm.cli_config import (
     add_config_arguments,
     add_model_arguments,
@@ -85,6 +86,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         device=args.device,
         logdir=None if args.no_tensorboard else f"{out}/tensorboard",
         distributed=args.distributed or launched_by_torchrun(),
+        force=args.force,
     )
     if "heldout" not in result:
         return 0  # a rank > 0 of a distributed run: rank 0 reports and writes
@@ -220,6 +222,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     from loopwm.checkpoint import load
     from loopwm.video import record_rollout, write_video
 
+    for name in ("steps", "resync", "size", "fps"):
+        check_positive_int(f"--{name}", getattr(args, name))
     if not (args.checkpoint or args.run):
         raise ConfigError("give --checkpoint (a world model) or --run (a `loopwm train` run)")
     if args.run and args.policy:
@@ -297,6 +301,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if all(code == 0 for _, code, _ in results) else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like loopwm's own (the usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _common(p: argparse.ArgumentParser, *, quiet: bool = True, device: bool = True) -> None:
     """The flags every verb spells the same way."""
     if device:
@@ -325,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     from loopwm.agents.config import TrainConfig
     from loopwm.fit import fit
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="loopwm", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
@@ -353,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default=fit_defaults["preset"].default, choices=PRESET_NAMES, help="model size"
     )
     p.add_argument("--out", help="output folder (default runs/fit/MODEL)")
+    p.add_argument("--force", action="store_true", help="overwrite a model already in --out")
     p.add_argument("--no-tensorboard", action="store_true", help="no logs in OUT/tensorboard")
     p.add_argument(
         "--distributed",
@@ -442,11 +454,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if "device" in vars(args):
+            check_device(args.device)
         return args.func(args)
     except LoopWMError as err:  # an expected failure: one line; a bug keeps its traceback
         if args.debug:
             raise
         print(f"loopwm {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system refused: a permission, a full disk, a path
+        if args.debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"loopwm {args.verb}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
 
 

@@ -225,6 +225,9 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_model_overrides(overrides: dict[str, Any]) -> None:
     """Fail early, naming the flag, for a field no world model has."""
+    from_env = sorted(set(overrides) & set(ENV_FIELDS))
+    if from_env:
+        raise ConfigError(f"{from_env} come from the env's spaces and cannot be set")
     known = set(model_field_classes())
     unknown = sorted(set(overrides) - known)
     if unknown:

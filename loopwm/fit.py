@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from loopwm.checkpoint import save
 from loopwm.checks import progress_disabled
 from loopwm.config import FitConfig
-from loopwm.errors import ConfigError
+from loopwm.errors import ConfigError, ExistsError
 from loopwm.io import check_output_dir, write_json
 from loopwm.models import build_model, model_config
 from loopwm.replay import Replay, split_episode_ids
@@ -58,6 +58,7 @@ def fit(
     device: str = "cpu",
     logdir: str | os.PathLike | None = None,
     distributed: bool = False,
+    force: bool = False,
 ) -> tuple[WorldModel, dict[str, Any]]:
     """Train world model ``model`` on a dataset folder (or :class:`Replay`).
 
@@ -66,6 +67,8 @@ def fit(
     predictor's. With ``out``, writes ``out/model.safetensors`` and ``out/metrics.json``;
     with ``logdir``, TensorBoard scalars (``wm/*``, ``loop/*``, ``eval/*``), histograms of
     the held-out loop iterations, and an open-loop prediction video where the env renders.
+
+    An ``out`` that already holds a model is refused unless ``force``.
 
     With ``distributed`` (or under ``torchrun``), every process trains on its shard of the
     training episodes with ``batch_size / world_size`` windows per step and
@@ -79,6 +82,11 @@ def fit(
     for folder, what in ((out, "--out"), (logdir, "the TensorBoard folder")):
         if folder is not None:
             check_output_dir(folder, what)  # now, not after the whole fit
+    if out is not None and (Path(out) / "model.safetensors").exists() and not force:
+        raise ExistsError(
+            f"{out} already holds a fitted model; choose another --out, or --force "
+            f"(force=True) to overwrite it"
+        )
     if not distributed:
         replay = data if isinstance(data, Replay) else Replay.load(data)
         train, heldout = replay.split(cfg.holdout_fraction, cfg.seed)
@@ -157,6 +165,12 @@ def _fit(
 ) -> tuple[WorldModel, dict[str, Any]]:
     main = ctx is None or ctx.is_main
     _check_heldout(heldout, cfg.eval_horizon, ctx)  # fail now, not at the first evaluation
+    longest = int(np.unique(train.episode, return_counts=True)[1].max())
+    if cfg.horizon > longest:
+        raise ConfigError(
+            f"--horizon {cfg.horizon} is longer than the longest training episode ({longest} "
+            f"transitions): every window would be mostly padding"
+        )
     model_cfg = model_config(
         model,
         preset,

@@ -40,6 +40,9 @@ def model_config(
     the fields not overridden, and the fields the family requires."""
     family = model_family(name)
     overrides = dict(overrides or {})
+    from_env = sorted(set(overrides) & {"obs_dim", "action_dim"})
+    if from_env:
+        raise ConfigError(f"{from_env} come from the env's spaces and cannot be overridden")
     for key, value in family.requires.items():
         if key in overrides and overrides[key] != value:
             raise ConfigError(f"the {name} model needs {key}={value!r}, got {overrides[key]!r}")

@@ -94,7 +94,12 @@ class ReplayWriter:
         chunk_size: int = 10_000,
     ) -> None:
         self.root = Path(root)
-        if (self.root / "meta.json").exists() or any(self.root.glob("chunk_*.npz")):
+        if not (self.root / "meta.json").exists() and any(self.root.glob("chunk_*.npz")):
+            raise ConfigError(
+                f"{self.root} holds chunk files but no meta.json: the dataset's meta.json is "
+                f"missing (restore it, or choose another folder)"
+            )
+        if (self.root / "meta.json").exists():
             raise ExistsError(f"{self.root} already holds a dataset; choose another folder")
         if chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -268,18 +273,28 @@ class Replay:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
         for path in _chunk_paths(root, meta):
             with _open_chunk(path) as data:
-                keep = None if episodes is None else np.isin(data["episode"], episodes)
+                columns = _check_chunk(path, {k: data[k] for k in FIELDS}, meta)
+                keep = None if episodes is None else np.isin(columns["episode"], episodes)
                 for k in FIELDS:
-                    parts[k].append(data[k] if keep is None else data[k][keep])
+                    parts[k].append(columns[k] if keep is None else columns[k][keep])
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
-        if (
-            arrays["obs"].shape[1] != meta["obs_dim"]
-            or arrays["action"].shape[1] != meta["action_dim"]
-        ):
-            raise ConfigError(f"{root}: chunk shapes disagree with meta.json")
         if np.any(np.diff(arrays["episode"]) < 0):
             raise ConfigError(f"{root}: chunks are out of episode order")
         return cls(**arrays, meta=meta)
+
+    @staticmethod
+    def count(root: str | os.PathLike) -> int:
+        """Transitions stored in a dataset folder, reading only each chunk's reward column
+        (0 for a folder without chunks yet, e.g. a run killed before its first one)."""
+        root = Path(root)
+        if not any(root.glob("chunk_*.npz")):
+            return 0
+        meta = _read_meta(root)
+        total = 0
+        for path in _chunk_paths(root, meta):
+            with _open_chunk(path) as data:
+                total += len(data["reward"])
+        return total
 
     @staticmethod
     def episode_ids(root: str | os.PathLike) -> np.ndarray:
@@ -388,6 +403,8 @@ def _chunk_paths(root: Path, meta: dict[str, Any]) -> list[Path]:
 @contextmanager
 def _open_chunk(path: Path) -> Iterator[Any]:
     """A chunk's arrays, read lazily per column; corrupt files raise ValueError."""
+    if not zipfile.is_zipfile(path):  # np.load would guess "pickled data" for any bytes
+        raise ConfigError(f"{path}: corrupt dataset chunk (not a numpy .npz archive)")
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
@@ -405,6 +422,30 @@ class _CheckedChunk:
             return self.data[key]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise ConfigError(f"{self.path}: corrupt dataset chunk ({err})") from None
+
+
+def _check_chunk(path: Path, columns: dict[str, np.ndarray], meta: dict) -> dict:
+    """A chunk's columns if they agree with meta.json and each other and hold only finite
+    values; otherwise an error naming the chunk and what is wrong."""
+    rows = len(columns["reward"])
+    shapes = {
+        "obs": (rows, meta["obs_dim"]),
+        "next_obs": (rows, meta["obs_dim"]),
+        "action": (rows, meta["action_dim"]),
+        "terminated": (rows,),
+        "truncated": (rows,),
+        "episode": (rows,),
+    }
+    for name, shape in shapes.items():
+        if columns[name].shape != shape:
+            raise ConfigError(
+                f"{path}: {name} has shape {columns[name].shape}, meta.json and the chunk's "
+                f"{rows} rewards imply {shape}"
+            )
+    for name in ("obs", "action", "reward", "next_obs"):
+        if not np.isfinite(columns[name]).all():
+            raise ConfigError(f"{path}: {name} holds NaN or inf values")
+    return columns
 
 
 def windows(columns: Any, start: np.ndarray, end: np.ndarray, horizon: int) -> dict:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 
+from loopwm.checks import check_positive_int
 from loopwm.errors import ConfigError, SetupError
 from loopwm.world_model import WorldModel
 
@@ -66,15 +66,23 @@ def record_rollout(
         seed: seeds the real env and the random policy.
     """
     from loopwm.envs.render import StateRenderer, check_renderable
+    from loopwm.envs.spaces import check_box_env, make_env
 
-    if steps < 1 or resync_every < 1:
-        raise ConfigError("steps and resync_every must be >= 1")
+    for name, value in (("steps", steps), ("resync_every", resync_every), ("size", size)):
+        check_positive_int(name, value)
     check_renderable(env_id)
     size = _round16(size)
     model = model.eval()
     kwargs = {"render_mode": "rgb_array", "width": size, "height": size}
-    real_env, imagined_env = gym.make(env_id, **kwargs), gym.make(env_id, **kwargs)
+    real_env, imagined_env = make_env(env_id, **kwargs), make_env(env_id, **kwargs)
     try:
+        dims = check_box_env(real_env)
+        if dims != (model.config.obs_dim, model.config.action_dim):
+            raise ConfigError(
+                f"the model predicts {model.config.obs_dim}-dim observations from "
+                f"{model.config.action_dim}-dim actions, but {env_id} has {dims[0]} and "
+                f"{dims[1]}: is it a model of another env?"
+            )
         real_renderer = StateRenderer(real_env)  # only renders the real state, shadow-free
         imagined = StateRenderer(imagined_env)
         real_env.action_space.seed(seed)
@@ -202,6 +210,7 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 30
     """Write frames as mp4 (libx264) or, for a ``.gif`` path, a looping GIF."""
     import imageio.v3 as iio
 
+    check_positive_int("fps", fps)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     array = np.stack(frames)

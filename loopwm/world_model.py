@@ -195,6 +195,8 @@ class WorldModel(nn.Module):
         if policy is not None and horizon is None:
             raise ConfigError("imagine with a policy needs a horizon")
         steps = actions.shape[1] if actions is not None else horizon
+        if steps < 1:
+            raise ConfigError(f"imagine needs at least one step, got {steps}")
         tol, max_iters = self.loop_settings(tol, max_iters)
         outputs, taken = [], []
         with self.reuse_weights():
