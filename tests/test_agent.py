@@ -417,11 +417,11 @@ def test_a_kill_between_the_final_checkpoints_files_is_repaired_on_resume(tmp_pa
 
 def test_a_refused_resume_touches_neither_config_nor_replay(tmp_path):
     run = tmp_path / "run"
-    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    common = dict(progress=False, tensorboard=False, video=False)
     with pytest.raises(KeyboardInterrupt):  # killed at step 250, checkpointed at 200
         train(tiny_train_config(), run, make_env=lambda _: InterruptedEnv(at=251), **common)
     before = {p.name: p.read_bytes() for p in [*run.glob("*.json"), *run.glob("replay/*")]}
     with pytest.raises(ValueError, match="already taken 250 real steps"):
-        train(tiny_train_config(steps=200), run, resume=True, **common)
+        train(tiny_train_config(steps=200), run, resume=True, make_env=fake_env, **common)
     after = {p.name: p.read_bytes() for p in [*run.glob("*.json"), *run.glob("replay/*")]}
     assert after == before
