@@ -8,6 +8,7 @@ target, so a killed process never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,29 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     return {"kind": kind, "config": config, "extra": extra, "format_version": version}
 
 
+# Config fields that are sizes of some stored tensor, and counts of stored layers.
+_SIZE_FIELDS = ("obs_dim", "action_dim", "latent_dim", "hidden_dim", "inject_dim", "block_hidden")
+_COUNT_FIELDS = ("block_layers", "mlp_depth")
+
+
+def _check_config_fits(path: Path, config: LoopWMConfig, stored: dict[str, tuple]) -> None:
+    """Refuse, before even a skeleton is built, a config whose sizes no stored tensor has
+    room for (every size is a dimension of some weight; every layer holds a tensor)."""
+    largest = max((math.prod(shape) for shape in stored.values()), default=0)
+    for name in _SIZE_FIELDS:
+        if getattr(config, name, 0) > largest:
+            raise CheckpointError(
+                f"{path}: the header's {name}={getattr(config, name)} is larger than any of "
+                f"the file's tensors ({largest} values): the config implies other shapes"
+            )
+    for name in _COUNT_FIELDS:
+        if getattr(config, name, 0) > len(stored):
+            raise CheckpointError(
+                f"{path}: the header's {name}={getattr(config, name)} exceeds the file's "
+                f"{len(stored)} tensors: the config implies other shapes"
+            )
+
+
 def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> WorldModel:
     """Load a world model saved by :func:`save` (in eval mode). Never executes code."""
     from loopwm.models import model_family
@@ -112,9 +136,6 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     family = model_family(kind).cls
     # The header's config is checked against the file's tensor shapes before anything is
     # allocated: a small file cannot make loopwm build a huge model.
-    with torch.device("meta"):
-        skeleton = family(header["config"])
-    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     try:
         from safetensors import safe_open
 
@@ -122,6 +143,10 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
             stored = {name: tuple(fh.get_slice(name).get_shape()) for name in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from None
+    _check_config_fits(path, header["config"], stored)
+    with torch.device("meta"):
+        skeleton = family(header["config"])
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:

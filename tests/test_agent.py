@@ -425,3 +425,16 @@ def test_a_refused_resume_touches_neither_config_nor_replay(tmp_path):
         train(tiny_train_config(steps=200), run, resume=True, make_env=fake_env, **common)
     after = {p.name: p.read_bytes() for p in [*run.glob("*.json"), *run.glob("replay/*")]}
     assert after == before
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
+    config = tiny_train_config(steps=150, eval_every=150)
+    first = train(config, tmp_path / "a", **common)
+    second = train(config, tmp_path / "b", **common)
+    assert first["evaluations"][-1]["returns"] == second["evaluations"][-1]["returns"]
+    a = load_checkpoint(tmp_path / "a" / "agent.pt")["agent"]
+    b = load_checkpoint(tmp_path / "b" / "agent.pt")["agent"]
+    for part in ("world_model", "actor", "critic"):
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), f"{part}.{name}"

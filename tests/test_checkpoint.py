@@ -136,3 +136,37 @@ def test_a_small_file_cannot_make_the_loader_build_a_huge_model(tiny_model, tmp_
     with pytest.raises(CheckpointError, match="the config implies"):
         load(path)
     assert path.stat().st_size < 100_000
+
+
+def test_fuzzed_headers_give_a_model_or_a_checkpoint_error(tiny_model, tmp_path):
+    """Random header configs over a real file's tensors: every load ends in a valid model
+    or a CheckpointError, quickly (nothing large is ever built)."""
+    import random
+    import time
+
+    from loopwm.models import MODEL_NAMES, model_family
+
+    tensors = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    base = tiny_model.config.to_dict()
+    rng = random.Random(0)
+    values = [0, 1, 2, 3, 16, 32, 10**3, 10**6, 10**9, -1, 0.5, "x", None, [1], True]
+    outcomes = {"model": 0, "error": 0}
+    started = time.perf_counter()
+    for trial in range(150):
+        config = dict(base)
+        for key in rng.sample(sorted(config), k=rng.randint(1, 4)):
+            config[key] = rng.choice(values)
+        if rng.random() < 0.2:
+            config[f"field_{trial}"] = 1
+        kind = rng.choice([*MODEL_NAMES, "nonsense"])
+        kind = model_family(kind).cls.kind if kind in MODEL_NAMES else kind
+        meta = {"format": FORMAT, "format_version": "2", "kind": kind, "extra": "{}"}
+        meta["config"] = json.dumps(config) if rng.random() < 0.9 else "{not json"
+        path = tmp_path / f"fuzz{trial}.safetensors"
+        save_file(tensors, str(path), metadata=meta)
+        try:
+            load(path)
+            outcomes["model"] += 1
+        except CheckpointError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 100 and time.perf_counter() - started < 60

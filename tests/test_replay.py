@@ -105,3 +105,24 @@ def test_lost_chunks_are_detected_by_name_on_load_and_on_resume(tmp_path):
     (tmp_path / "first" / "chunk_000000.npz").unlink()  # the first one: no restart at 0
     with pytest.raises(ValueError, match="chunk_000000.npz"):
         OnlineReplay.resume(tmp_path / "first")
+
+
+def test_a_kill_during_a_chunk_write_leaves_the_dataset_as_it_was(tmp_path, monkeypatch):
+    writer = ReplayWriter(tmp_path, obs_dim=2, action_dim=1, chunk_size=5)
+    for t in range(5):  # the first chunk lands
+        writer.add(np.zeros(2), np.zeros(1), 0.0, np.zeros(2), False, t == 4)
+    meta = (tmp_path / "meta.json").read_text()
+
+    def killed_mid_write(file, **arrays):
+        file.write(b"PK\x03\x04 half a chunk")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", killed_mid_write)
+    for _ in range(4):
+        writer.add(np.ones(2), np.zeros(1), 1.0, np.ones(2), False, False)
+    with pytest.raises(KeyboardInterrupt):
+        writer.add(np.ones(2), np.zeros(1), 1.0, np.ones(2), False, True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk_000000.npz", "meta.json"]
+    assert (tmp_path / "meta.json").read_text() == meta  # no temporary file, no half chunk
+    monkeypatch.undo()
+    assert len(Replay.load(tmp_path)) == 5
