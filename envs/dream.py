@@ -300,11 +300,21 @@ class DreamVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(num_envs, dtype=bool)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """Start every env. ``seed``: an int seeds the whole batch; a list of ``num_envs``
+        ints seeds each env's start state with its own entry (as gymnasium's vector envs
+        do), and the later autoresets with the whole list."""
         if isinstance(seed, list):
-            seed = seed[0] if seed else None
-        if seed is not None:
-            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        obs = self.core.sample_start_obs(self.num_envs, self.np_random)
+            if len(seed) != self.num_envs or not all(isinstance(s, int) for s in seed):
+                raise ConfigError(f"seed must be an int or {self.num_envs} ints, got {seed!r}")
+            self._np_random = np.random.default_rng(seed)
+            self._np_random_seed = seed[0]
+            obs = np.concatenate(
+                [self.core.sample_start_obs(1, np.random.default_rng(s)) for s in seed]
+            )
+        else:
+            if seed is not None:
+                self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
+            obs = self.core.sample_start_obs(self.num_envs, self.np_random)
         self._latent = self.core.encode(obs)
         self._steps[:] = 0
         self._needs_reset[:] = False

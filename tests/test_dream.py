@@ -222,3 +222,15 @@ def test_train_in_dream_refuses_zero_evaluation_episodes(pendulum_checkpoint, tm
     with pytest.raises(ValueError, match="eval_episodes"):
         train_in_dream(pendulum_checkpoint, "ppo", 64, eval_episodes=0, out=tmp_path)
     assert not (tmp_path / "dream.json").exists()
+
+
+def test_vector_env_seeds_each_env_with_its_own_entry(pendulum_checkpoint):
+    vec = DreamVectorEnv(pendulum_checkpoint, 3)
+    one = DreamVectorEnv(pendulum_checkpoint, 1)
+    obs, _ = vec.reset(seed=[7, 8, 9])
+    for i, seed in enumerate([7, 8, 9]):
+        np.testing.assert_array_equal(obs[i], one.reset(seed=[seed])[0][0])
+    swapped, _ = vec.reset(seed=[9, 8, 7])
+    np.testing.assert_array_equal(swapped, obs[::-1])
+    with pytest.raises(ValueError, match="3 ints"):
+        vec.reset(seed=[1, 2])
