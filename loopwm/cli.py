@@ -11,7 +11,6 @@ from loopwm.checks import check_device, check_positive_int
 from loopwm.cli_config import (
     add_config_arguments,
     add_model_arguments,
-    check_model_overrides,
     config_from_args,
     model_overrides,
 )
@@ -73,7 +72,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(FitConfig, args)
     overrides = model_overrides(args)
-    check_model_overrides(overrides)
     out = args.out or f"runs/fit/{args.model}"
     model, result = fit(
         args.data,
@@ -137,25 +135,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from loopwm.agents import TrainConfig, train
     from loopwm.agents.run import read_config
 
-    overrides = model_overrides(args)
-    check_model_overrides(overrides)
     if args.resume:
         if args.out:
             raise ConfigError("--resume continues the run in its own folder; drop --out")
         # The stored config with the given flags applied; the resume decides what may change.
-        stored = read_config(args.resume)
-        config = config_from_args(TrainConfig, args, stored)
-        if overrides:
-            merged = {**config.agent.model_overrides, **overrides}
-            config = config.replace(agent=config.agent.replace(model_overrides=merged))
+        config = config_from_args(TrainConfig, args, read_config(args.resume))
         run_dir = args.resume
     else:
         if "env_id" not in vars(args):
             raise ConfigError("--env is required for a new run (or --resume RUN_DIR)")
         config = config_from_args(TrainConfig, args)
-        if overrides:
-            config = config.replace(agent=config.agent.replace(model_overrides=overrides))
         run_dir = args.out or f"runs/train/{config.env_id.replace('/', '_')}"
+    overrides = model_overrides(args)
+    if overrides:  # the --wm.* flags, over the world-model fields the config already sets
+        merged = {**config.agent.model_overrides, **overrides}
+        config = config.replace(agent=config.agent.replace(model_overrides=merged))
     import signal
 
     def terminate(signum, frame):  # a scheduler's SIGTERM: stop as Ctrl-C does, data kept

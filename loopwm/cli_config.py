@@ -206,7 +206,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The world-model fields given with ``--wm.FIELD`` or ``--set KEY=VALUE``."""
+    """The world-model fields given with ``--wm.FIELD`` or ``--set KEY=VALUE``, checked:
+    a field no world model has, or one the env decides, is an error naming it."""
     overrides = {
         key[len(WM_PREFIX) :]: value
         for key, value in vars(args).items()
@@ -220,10 +221,11 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
+    _check_model_overrides(overrides)
     return overrides
 
 
-def check_model_overrides(overrides: dict[str, Any]) -> None:
+def _check_model_overrides(overrides: dict[str, Any]) -> None:
     """Fail early, naming the flag, for a field no world model has."""
     from_env = sorted(set(overrides) & set(ENV_FIELDS))
     if from_env:
