@@ -79,7 +79,10 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: safetensors file without a loopwm checkpoint header")
-    version = int(meta.get("format_version", "-1"))
+    try:
+        version = int(meta.get("format_version", "-1"))
+    except ValueError:
+        version = -1
     if version not in (1, FORMAT_VERSION):
         raise CheckpointError(
             f"{path}: checkpoint format version {version}, this loopwm reads {FORMAT_VERSION}"

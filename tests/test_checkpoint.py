@@ -160,7 +160,8 @@ def test_fuzzed_headers_give_a_model_or_a_checkpoint_error(tiny_model, tmp_path)
             config[f"field_{trial}"] = 1
         kind = rng.choice([*MODEL_NAMES, "nonsense"])
         kind = model_family(kind).cls.kind if kind in MODEL_NAMES else kind
-        meta = {"format": FORMAT, "format_version": "2", "kind": kind, "extra": "{}"}
+        version = rng.choice(["2", "2", "2", "1", "x", "99"])
+        meta = {"format": FORMAT, "format_version": version, "kind": kind, "extra": "{}"}
         meta["config"] = json.dumps(config) if rng.random() < 0.9 else "{not json"
         path = tmp_path / f"fuzz{trial}.safetensors"
         save_file(tensors, str(path), metadata=meta)
