@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from loopwm.checks import check_positive_int
-from loopwm.envs.spaces import check_box_env, make_env
+from loopwm.envs.spaces import make_env
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
 
@@ -89,7 +89,9 @@ class DreamCore:
             {"render_mode": "rgb_array", "width": width, "height": height} if render_mode else {}
         )
         self.real_env = make_env(self.env_id, **kwargs)
-        obs_dim, action_dim = check_box_env(self.real_env)
+        # make_env has checked the spaces: flat Box observations and actions
+        obs_dim = self.real_env.observation_space.shape[0]
+        action_dim = self.real_env.action_space.shape[0]
         cfg = self.model.config
         if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
             self.real_env.close()
