@@ -258,12 +258,18 @@ class DreamEnv(gym.Env):
 
 
 def make_dream_env(
-    checkpoint: ModelSource, max_episode_steps: int | None = None, **kwargs: Any
+    checkpoint: ModelSource, episode_steps: int | None = None, **kwargs: Any
 ) -> gym.Env:
     """Entry point of ``loopwm/Dream-v0``: a :class:`DreamEnv` inside gymnasium's
-    ``TimeLimit`` with the real environment's episode length (or ``max_episode_steps``)."""
+    ``TimeLimit`` of ``episode_steps`` (default: the real environment's episode length).
+
+    ``gymnasium.make`` keeps its own ``max_episode_steps`` argument and applies it in a
+    second ``TimeLimit`` outside this one, so it can only shorten an episode; to make
+    dream episodes longer than the real env's, pass ``episode_steps``."""
+    if episode_steps is not None:
+        check_positive_int("episode_steps", episode_steps)
     env = DreamEnv(checkpoint, **kwargs)
-    limit = max_episode_steps or env.core.max_episode_steps
+    limit = episode_steps or env.core.max_episode_steps
     return gym.wrappers.TimeLimit(env, limit) if limit else env
 
 

@@ -82,6 +82,19 @@ def test_termination_from_continuation_head_and_time_limit(pendulum_checkpoint):
     assert default_limit.spec.max_episode_steps == 1000  # the real env's time limit
 
 
+def test_dream_episodes_can_be_longer_than_the_real_envs(pendulum_checkpoint):
+    # gym.make's max_episode_steps sits outside the entry point's TimeLimit; episode_steps
+    # is the entry point's own and replaces the real env's limit of 1000
+    env = gym.make(
+        "loopwm/Dream-v0", checkpoint=pendulum_checkpoint, cont_threshold=0.0, episode_steps=1002
+    )
+    env.reset(seed=0)
+    truncated = [env.step(np.zeros(1))[3] for _ in range(1002)]
+    assert not any(truncated[:1001]) and truncated[1001]
+    with pytest.raises(ValueError, match="episode_steps"):
+        gym.make("loopwm/Dream-v0", checkpoint=pendulum_checkpoint, episode_steps=0)
+
+
 def test_actions_are_clipped_and_bad_actions_rejected(pendulum_checkpoint):
     def first_step(action):
         env = DreamEnv(pendulum_checkpoint)
