@@ -132,6 +132,11 @@ class TrainConfig:
     """gymnasium id (flat Box observations and actions)."""
     steps: int = 10_000
     """Real environment steps to collect."""
+    num_envs: int = 1
+    """Copies of the env stepped together (a gymnasium vector env); the agent acts for all
+    of them in one batched forward pass. ``steps`` counts transitions of all copies."""
+    async_envs: bool = False
+    """Step the ``num_envs`` copies in subprocesses (for envs whose step is expensive)."""
     prefill: int = 1000
     """Uniform-random steps before the agent acts and learns."""
     pretrain: int = 200
@@ -167,6 +172,11 @@ class TrainConfig:
             raise ConfigError("prefill must be >= 1: the model needs data before it learns")
         check_positive("train_ratio", self.train_ratio)
         check_positive_int("replay_capacity", self.replay_capacity)
+        if check_positive_int("num_envs", self.num_envs) > 1 and self.steps % self.num_envs:
+            raise ConfigError(
+                f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): "
+                f"each step of the vector env stores one transition per env"
+            )
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""

@@ -200,6 +200,7 @@ class DreamerAgent:
                 gamma=cfg.gamma,
             )
         self.last_imagined_iters = np.zeros(0, dtype=np.int64)
+        self._plans: list[torch.Tensor | None] = []  # the planner's warm start of each env
 
     # ------------------------------------------------------------------ acting
     @property
@@ -210,10 +211,18 @@ class DreamerAgent:
         """Map actions in ``[-1, 1]`` to the env's bounds."""
         return self._action_center + self._action_half * action
 
-    def reset(self) -> None:
-        """Start of a new episode: the planner forgets its previous plan."""
-        if self.planner is not None:
+    def reset(self, envs: list[int] | None = None) -> None:
+        """Start of a new episode: the planner forgets its previous plan. ``envs``: the
+        indices of a batch's envs whose episodes start (``None``: every env, and the
+        single-observation plan)."""
+        if self.planner is None:
+            return
+        if envs is None:
             self.planner.reset()
+            self._plans = []
+        for i in envs or ():
+            if i < len(self._plans):
+                self._plans[i] = None
 
     @contextmanager
     def evaluation(self) -> Iterator[None]:
@@ -232,33 +241,58 @@ class DreamerAgent:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
-        """Env-scale action (A,) for one observation (O,): sampled (``explore``) or greedy.
+        """Env-scale action (A,) for one observation (O,), or actions (N, A) for the
+        observations (N, O) of N envs stepped together: sampled (``explore``) or greedy.
+        With a planner, each env of a batch keeps its own plan (see :meth:`reset`).
 
         The observation is checked here (shape, finite values): this is where real data
         enters the agent."""
         obs = np.asarray(obs, dtype=np.float32)
-        if obs.shape != self.observation_space.shape:
+        shape = self.observation_space.shape
+        single = obs.shape == shape
+        if not single and (obs.ndim != len(shape) + 1 or obs.shape[1:] != shape or not len(obs)):
             raise ConfigError(
-                f"obs must have shape {self.observation_space.shape}, got {obs.shape}"
+                f"obs must have shape {shape} (one env) or (N, {', '.join(map(str, shape))}) "
+                f"(N envs), got {obs.shape}"
             )
         if not np.isfinite(obs).all():
             raise ConfigError("obs contains NaN or inf")
         with record_function("agent/act"):
-            return self._act(obs, explore)
+            if single:
+                return self._act(obs[None], explore, plans=None)[0]
+            return self._act(obs, explore, plans=self._plans)
 
-    def _act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+    def _act(self, obs: np.ndarray, explore: bool, plans: list | None) -> np.ndarray:
+        """Actions (N, A) for observations (N, O). ``plans``: the planner's warm starts of
+        a batch's envs (updated in place); ``None``: one env, warm-started by the planner's
+        own ``previous_plan``."""
         self.world_model.eval()
-        latent = self.world_model.encode(torch.as_tensor(obs[None], device=self.device))
+        latent = self.world_model.encode(torch.as_tensor(obs, device=self.device))
         if self.planner is not None:
-            action = self.planner.plan(latent, explore=explore, generator=self.generator)
+            action = self._plan(latent, explore, plans)
         elif explore:
-            action = self.actor.sample(latent, self.generator)[0][0]
+            action = self.actor.sample(latent, self.generator)[0]
         else:
-            action = self.actor.mode(latent)[0]
+            action = self.actor.mode(latent)
         if explore and self.config.explore_std > 0:
             noise = torch.randn(action.shape, generator=self.generator).to(self.device)
             action = (action + self.config.explore_std * noise).clamp(-1.0, 1.0)
         return self.to_env(action).cpu().numpy().astype(self.action_space.dtype)
+
+    def _plan(self, latent: torch.Tensor, explore: bool, plans: list | None) -> torch.Tensor:
+        planner = self.planner
+        if plans is None:
+            return planner.plan(latent, explore=explore, generator=self.generator)[None]
+        plans.extend([None] * (len(latent) - len(plans)))
+        own = planner.previous_plan  # the single-observation plan is left as it was
+        actions = []
+        for i in range(len(latent)):
+            planner.previous_plan = plans[i]
+            plan = planner.plan(latent[i : i + 1], explore=explore, generator=self.generator)
+            actions.append(plan)
+            plans[i] = planner.previous_plan
+        planner.previous_plan = own
+        return torch.stack(actions)
 
     # ------------------------------------------------------------------ learning
     def prepare(self, replay) -> None:

@@ -11,6 +11,7 @@ disk. :func:`train` is the thin entry that wires the defaults.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import time
@@ -54,13 +55,14 @@ class Agent(Protocol):
     world_model: Any  # the agent's world model (for videos and the loop's statistics)
 
     def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
-        """An env-scale action for one observation."""
+        """An env-scale action (A,) for one observation (O,), or actions (N, A) for the
+        observations (N, O) of N envs stepped together (the training loop always batches)."""
 
     def update(self, replay) -> dict[str, float]:
         """One learning step from the replay; returns slash-namespaced metrics."""
 
-    def reset(self) -> None:
-        """A new episode starts."""
+    def reset(self, envs: list[int] | None = None) -> None:
+        """A new episode starts in the batch's envs ``envs`` (``None``: in every env)."""
 
     def evaluation(self) -> AbstractContextManager:
         """A context for whole evaluation episodes that leaves the training episode's
@@ -168,18 +170,21 @@ class OnlineTrainer:
         self.config = config = self._resolve_config(config)
         self.progress, self.tensorboard, self.video = progress, tensorboard, video
         self.make_replay, self.make_logger = make_replay, make_logger
-        self.env = make_env(config.env_id)
+        self.env = make_vector_env(make_env, config)
         try:
-            check_box_env(self.env)
+            self.eval_env = make_env(config.env_id)
+            check_box_env(self.eval_env)
             self.agent = make_agent(
-                self.env.observation_space, self.env.action_space, config.agent,
+                self.env.single_observation_space, self.env.single_action_space, config.agent,
                 seed=config.seed, device=device,
             )  # fmt: skip
-            self.eval_env = make_env(config.env_id)
         except BaseException:
             self.env.close()
+            if hasattr(self, "eval_env"):
+                self.eval_env.close()
             raise
-        spec_threshold = self.env.spec.reward_threshold if self.env.spec is not None else None
+        spec = self.eval_env.spec
+        spec_threshold = spec.reward_threshold if spec is not None else None
         self.reward_threshold = (
             config.reward_threshold if config.reward_threshold is not None else spec_threshold
         )
@@ -216,7 +221,7 @@ class OnlineTrainer:
             if self.resume:
                 self._load_checkpoint()  # may refuse: before the replay folder is touched
             self.replay = replay = self.make_replay(
-                self.run_dir / "replay", env, config, self.resume
+                self.run_dir / "replay", self.eval_env, config, self.resume
             )
         except BaseException:
             env.close()
@@ -229,10 +234,12 @@ class OnlineTrainer:
             self.make_logger(self.run_dir / "tensorboard") if self.tensorboard else NullLogger()
         )
         self.started = time.perf_counter() - counters.wall_seconds
+        n = config.num_envs
         env.action_space.seed(config.seed + counters.env_steps)
-        obs, _ = env.reset(seed=config.seed + counters.env_steps)
+        obs, _ = env.reset(seed=config.seed + counters.env_steps)  # env i: that seed + i
         agent.reset()
-        episode_return, episode_length, last_return = 0.0, 0, float("nan")
+        episode_return, episode_length = np.zeros(n), np.zeros(n, np.int64)
+        last_return = float("nan")
         self.bar = bar = tqdm(
             total=config.steps,
             initial=min(counters.env_steps, config.steps),
@@ -241,39 +248,45 @@ class OnlineTrainer:
         )
         try:
             while counters.env_steps < config.steps and not counters.stopped:
-                step = counters.env_steps
-                if step < config.prefill:
-                    action = env.action_space.sample()
+                before = counters.env_steps
+                if before < config.prefill:
+                    actions = env.action_space.sample()
                 else:
-                    action = agent.act(obs, explore=True)
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                replay.add(obs, action, reward, next_obs, terminated, truncated)
-                counters.env_steps = step = step + 1
-                episode_return += float(reward)
+                    actions = agent.act(obs, explore=True)
+                next_obs, reward, terminated, truncated, info = env.step(actions)
+                done = terminated | truncated
+                final_obs = next_obs.copy()  # the autoreset replaced ended envs' observations
+                for i in np.flatnonzero(done):
+                    final_obs[i] = info["final_obs"][i]
+                replay.add_batch(obs, actions, reward, final_obs, terminated, truncated)
+                counters.env_steps = step = before + n
+                episode_return += reward
                 episode_length += 1
-                if terminated or truncated:
+                for i in np.flatnonzero(done):
                     counters.episodes += 1
-                    last_return = episode_return
+                    last_return = float(episode_return[i])
                     logger.scalars(
-                        {"train/return": episode_return, "train/length": episode_length}, step
+                        {"train/return": last_return, "train/length": int(episode_length[i])},
+                        step,
                     )
-                    episode_return, episode_length = 0.0, 0
-                    obs, _ = env.reset()
-                    agent.reset()
-                else:
-                    obs = next_obs
+                    episode_return[i], episode_length[i] = 0.0, 0
+                if done.any():
+                    agent.reset(envs=np.flatnonzero(done).tolist())
+                obs = next_obs
 
-                if step >= config.prefill:
-                    counters.updates_owed += config.train_ratio
+                # every transition from the prefill's last one on earns train_ratio updates
+                earning = step - max(before, config.prefill - 1)
+                counters.updates_owed += config.train_ratio * max(0, earning)
                 self._learn(step)
-                if self.metrics and step % config.log_every == 0:
+                if self.metrics and _crossed(before, step, config.log_every):
                     self._log_training(step)
                 self._evaluate_and_checkpoint(
                     step,
-                    evaluate=step % config.eval_every == 0 or step == config.steps,
-                    checkpoint=step % config.checkpoint_every == 0 or step == config.steps,
+                    evaluate=_crossed(before, step, config.eval_every) or step == config.steps,
+                    checkpoint=_crossed(before, step, config.checkpoint_every)
+                    or step == config.steps,
                 )
-                bar.update(1)
+                bar.update(n)
                 bar.set_postfix(
                     ret=f"{last_return:.1f}",
                     iters=f"{self.metrics.get('loop/imagine_iters_mean', float('nan')):.1f}",
@@ -386,6 +399,7 @@ class OnlineTrainer:
     def _evaluate(self, step: int) -> dict[str, Any]:
         config, agent = self.config, self.agent
         with agent.evaluation():  # mid-episode: the training episode's plan is kept
+            started = time.perf_counter()
             returns = evaluate_agent(
                 agent, self.eval_env, config.eval_episodes, seed=config.seed + 10_000
             )
@@ -393,6 +407,7 @@ class OnlineTrainer:
                 "env_steps": step,
                 "updates": agent.updates,
                 "wall_seconds": round(time.perf_counter() - self.started, 2),
+                "eval_seconds": round(time.perf_counter() - started, 2),
                 "return_mean": float(np.mean(returns)),
                 "return_std": float(np.std(returns)),
                 "returns": returns,
@@ -430,6 +445,23 @@ class OnlineTrainer:
         if self.agent.world_model.looped:
             summary["contraction_bound"] = self.agent.world_model.contraction_bound()
         return summary
+
+
+def make_vector_env(
+    make_env: Callable[[str], gym.Env], config: TrainConfig
+) -> gym.vector.VectorEnv:
+    """``config.num_envs`` copies of the env as one gymnasium vector env (in subprocesses
+    with ``async_envs``) that resets an ended episode within the same step, so that every
+    step stores one real transition per env (``info["final_obs"]`` holds the last
+    observation of an ended episode)."""
+    make_one = functools.partial(make_env, config.env_id)
+    vector = gym.vector.AsyncVectorEnv if config.async_envs else gym.vector.SyncVectorEnv
+    return vector([make_one] * config.num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether the step count passed a multiple of ``every`` going from before to after."""
+    return after // every > before // every
 
 
 def train(

@@ -384,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
             "agent.model": ["--model"],
             "agent.preset": ["--preset"],
             "agent.planner.kind": ["--planner"],
+            "async_envs": ["--async"],
         },
         # The agent's world-model fields are the --wm.* flags; its model_fit reuses FitConfig,
         # whose offline-only fields (steps, evaluation, split, seed) the agent never reads.

@@ -5,6 +5,9 @@ Every transition goes to a dataset folder through :class:`~loopwm.replay.ReplayW
 the training batches are drawn from. Memory holds at most ``capacity`` transitions; past
 that the oldest ones are dropped from memory only. :meth:`OnlineReplay.resume` rebuilds
 the replay of a killed run from its folder, so nothing that reached the disk is lost.
+
+Several envs stepped together (``add_batch``) interleave in memory as on disk; each stored
+transition links to the next one of its episode, and training windows follow those links.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from loopwm.checks import check_positive_int
 from loopwm.errors import ConfigError
-from loopwm.replay import FIELDS, Replay, ReplayWriter, episode_ends, windows
+from loopwm.replay import FIELDS, Replay, ReplayWriter, gather_windows
 
 DTYPES = {
     "reward": np.float32,
@@ -62,14 +65,14 @@ class OnlineReplay:
         replay._setup(writer, capacity)
         if writer.written == 0:
             return replay  # killed before its first chunk: nothing to read back
-        stored = Replay.load(root)  # after reopen: an unfinished episode is now truncated
+        stored = Replay.load(root)  # after reopen: every episode is closed, and contiguous
         keep = slice(max(0, len(stored) - capacity), len(stored))
         for name in FIELDS:
             replay._extend(name, getattr(stored, name)[keep])
         replay._size = len(stored.reward[keep])
         replay._total = len(stored)
-        replay._episode_start = replay._size  # the last stored episode is closed
-        replay._episode_end = episode_ends(replay._arrays["episode"])
+        index = np.arange(replay._size)
+        replay._next = np.where(stored.episode_end[keep] - keep.start > index, index + 1, -1)
         return replay
 
     def _setup(self, writer: ReplayWriter, capacity: int) -> None:
@@ -84,10 +87,10 @@ class OnlineReplay:
             "next_obs": np.zeros((0, self.obs_dim), np.float32),
             **{k: np.zeros(0, dtype) for k, dtype in DTYPES.items()},
         }
-        self._episode_end = np.zeros(0, np.int64)
+        self._next = np.zeros(0, np.int64)  # memory index of the episode's next transition
+        self._last: dict[int, int] = {}  # slot -> memory index of its open episode's newest
         self._size = 0  # transitions in memory
         self._total = 0  # transitions stored since the folder was created
-        self._episode_start = 0  # memory index where the current (open) episode starts
 
     # ------------------------------------------------------------------ columns
     @property
@@ -107,7 +110,7 @@ class OnlineReplay:
     @property
     def episodes(self) -> int:
         """Episodes closed so far (terminated or truncated), including those on disk only."""
-        return self.writer.episode
+        return self.writer.closed_episodes
 
     @property
     def total(self) -> int:
@@ -116,9 +119,21 @@ class OnlineReplay:
 
     # ------------------------------------------------------------------ writing
     def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
-        """Store one transition (validated by the writer: shapes, finite values)."""
-        episode = self.writer.episode  # the writer moves on once an episode ends
-        self.writer.add(obs, action, reward, next_obs, terminated, truncated)
+        """Store one transition of a single env (validated by the writer: shapes, finite
+        values)."""
+        episode = self.writer.add(obs, action, reward, next_obs, terminated, truncated)
+        self._store(0, obs, action, reward, next_obs, terminated, truncated, episode)
+
+    def add_batch(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        """Store one transition per env of a vector env: row ``i`` of each array (N, ...)
+        continues env ``i``'s episode."""
+        episodes = self.writer.add_batch(obs, action, reward, next_obs, terminated, truncated)
+        for i, episode in enumerate(episodes):
+            self._store(
+                i, obs[i], action[i], reward[i], next_obs[i], terminated[i], truncated[i], episode
+            )
+
+    def _store(self, slot, obs, action, reward, next_obs, terminated, truncated, episode):
         if self._size == len(self._arrays["reward"]):
             self._grow()
         i = self._size
@@ -130,11 +145,14 @@ class OnlineReplay:
         a["terminated"][i] = terminated
         a["truncated"][i] = truncated
         a["episode"][i] = episode
+        self._next[i] = -1
+        previous = self._last.pop(slot, None)
+        if previous is not None:
+            self._next[previous] = i
+        if not (terminated or truncated):
+            self._last[slot] = i
         self._size += 1
         self._total += 1
-        if terminated or truncated:
-            self._episode_end[self._episode_start : self._size] = i
-            self._episode_start = self._size
 
     def flush(self) -> None:
         """Write every transition still buffered by the writer (a checkpoint calls this)."""
@@ -154,18 +172,19 @@ class OnlineReplay:
             grown = np.zeros((new, *array.shape[1:]), array.dtype)
             grown[: self._size] = array[: self._size]
             self._arrays[name] = grown
-        grown = np.zeros(new, np.int64)
-        grown[: self._size] = self._episode_end[: self._size]
-        self._episode_end = grown
+        grown = np.full(new, -1, np.int64)
+        grown[: self._size] = self._next[: self._size]
+        self._next = grown
 
     def _evict(self, count: int) -> None:
         """Drop the ``count`` oldest transitions from memory (they stay on disk)."""
         keep = self._size - count
         for array in self._arrays.values():
             array[:keep] = array[count : self._size]
-        self._episode_end[:keep] = self._episode_end[count : self._size] - count
+        links = self._next[count : self._size]
+        self._next[:keep] = np.where(links >= 0, links - count, -1)  # links point forward
         self._size = keep
-        self._episode_start = max(0, self._episode_start - count)
+        self._last = {slot: i - count for slot, i in self._last.items() if i >= count}
 
     def _extend(self, name: str, values: np.ndarray) -> None:
         self._arrays[name] = np.array(values, dtype=self._arrays[name].dtype)
@@ -173,14 +192,17 @@ class OnlineReplay:
     # ------------------------------------------------------------------ sampling
     def sample_sequences(self, batch_size: int, horizon: int, rng: np.random.Generator) -> dict:
         """Random windows of ``horizon`` transitions, masked past each episode's end (an
-        open episode ends at the newest transition)."""
+        open episode ends at its newest transition)."""
         if self._size == 0:
             raise ConfigError("the replay is empty; store transitions before sampling")
-        start = rng.integers(0, self._size, size=batch_size)
-        end = np.where(
-            start >= self._episode_start, self._size - 1, self._episode_end[: self._size][start]
-        )
-        return windows(self, start, end, horizon)
+        idx = np.empty((batch_size, horizon), np.int64)
+        mask = np.ones((batch_size, horizon), bool)
+        idx[:, 0] = rng.integers(0, self._size, size=batch_size)
+        for t in range(1, horizon):
+            following = self._next[idx[:, t - 1]]
+            mask[:, t] = mask[:, t - 1] & (following >= 0)
+            idx[:, t] = np.where(mask[:, t], following, idx[:, t - 1])
+        return gather_windows(self, idx, mask)
 
     def sample_obs(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """``batch_size`` stored observations drawn uniformly (states an agent acted from)."""

@@ -7,9 +7,11 @@ Layout of a dataset folder::
     chunk_000001.npz       ...
 
 The writer keeps at most ``chunk_size`` transitions in memory; every chunk is written to a
-temporary file and renamed, so a killed collection leaves only complete chunks. Episode
-ids increase through the file; ``terminated`` (the MDP ended) and ``truncated`` (a time
-limit or the end of collection cut it) are kept apart.
+temporary file and renamed, so a killed collection leaves only complete chunks. Each
+episode has its own id, given when it starts; the transitions of several envs stepped
+together (``slot``) interleave in the file and are grouped by episode when read back.
+``terminated`` (the MDP ended) and ``truncated`` (a time limit or the end of collection cut
+it) are kept apart.
 """
 
 from __future__ import annotations
@@ -117,7 +119,9 @@ class ReplayWriter:
             "chunks": 0,
         }
         self._buffer = TransitionColumns()
-        self._episode = 0
+        self._next_id = 0  # id of the next episode to start
+        self._open: dict[int, int] = {}  # slot -> id of its unfinished episode
+        self._closed = 0  # episodes that ended (terminated or truncated)
         self._written = 0
         self._chunks = 0
         write_json(self.root / "meta.json", self.meta)
@@ -126,15 +130,16 @@ class ReplayWriter:
     def reopen(cls, root: str | os.PathLike) -> ReplayWriter:
         """Continue writing to an existing dataset folder (after a killed process).
 
-        The chunks on disk are the truth (meta.json is rewritten from them). An episode left
-        unfinished by the killed writer is closed as truncated: its environment state is
-        gone, so new transitions start a new episode.
+        The chunks on disk are the truth (meta.json is rewritten from them). Episodes left
+        unfinished by the killed writer (one per env slot) are closed as truncated: their
+        environment state is gone, so new transitions start new episodes.
         """
         root = Path(root)
         meta = _read_meta(root)
         writer = cls.__new__(cls)
         writer.root = root
         writer._buffer = TransitionColumns()
+        writer._open = {}
         if not any(root.glob("chunk_*.npz")):  # killed before its first chunk
             if int(meta.get("chunks", 0)) > 0:
                 raise ConfigError(
@@ -144,7 +149,7 @@ class ReplayWriter:
             writer.obs_dim, writer.action_dim = meta["obs_dim"], meta["action_dim"]
             writer.chunk_size = int(meta.get("chunk_size", 10_000))
             writer.meta = meta
-            writer._chunks = writer._written = writer._episode = 0
+            writer._chunks = writer._written = writer._next_id = writer._closed = 0
             return writer
         replay = Replay.load(root)  # validates every chunk
         chunks = sorted(root.glob("chunk_*.npz"))
@@ -153,15 +158,10 @@ class ReplayWriter:
         writer.meta = dict(replay.meta)
         writer._chunks = int(chunks[-1].stem.split("_")[1]) + 1
         writer._written = len(replay)
-        if not (replay.terminated[-1] or replay.truncated[-1]):
-            with np.load(chunks[-1], allow_pickle=False) as data:
-                arrays = {k: data[k] for k in FIELDS}
-            arrays["truncated"][-1] = True
-            _write_chunk(chunks[-1], arrays)
-        writer._episode = int(replay.episode[-1]) + 1
-        writer.meta.update(
-            transitions=writer._written, chunks=len(chunks), episodes=writer._episode
-        )
+        _close_open_episodes(chunks)
+        writer._next_id = int(replay.episode.max()) + 1
+        writer._closed = replay.num_episodes
+        writer.meta.update(transitions=writer._written, chunks=len(chunks), episodes=writer._closed)
         write_json(root / "meta.json", writer.meta)
         return writer
 
@@ -171,12 +171,36 @@ class ReplayWriter:
         return self._written
 
     @property
-    def episode(self) -> int:
-        """Id of the episode the next transition belongs to."""
-        return self._episode
+    def closed_episodes(self) -> int:
+        """Episodes that have ended (terminated or truncated), written or buffered."""
+        return self._closed
 
-    def add(self, obs, action, reward, next_obs, terminated: bool, truncated: bool) -> None:
-        """Store one transition; ``terminated or truncated`` closes the current episode."""
+    def add(
+        self, obs, action, reward, next_obs, terminated: bool, truncated: bool, *, slot: int = 0
+    ) -> int:
+        """Store one transition of the env in ``slot`` (envs stepped together use one slot
+        each); ``terminated or truncated`` ends that slot's episode. Returns the
+        transition's episode id. A full buffer is written as a chunk."""
+        episode = self._append(obs, action, reward, next_obs, terminated, truncated, slot)
+        if len(self._buffer) >= self.chunk_size:
+            self.flush()
+        return episode
+
+    def add_batch(self, obs, action, reward, next_obs, terminated, truncated) -> np.ndarray:
+        """Store one transition per env of a vector env (row ``i`` is slot ``i``), all in
+        the same chunk, so that a chunk holds whole steps of the vector env. Returns the
+        episode id of each row."""
+        rows = len(reward)
+        episodes = np.empty(rows, np.int64)
+        for i in range(rows):
+            episodes[i] = self._append(
+                obs[i], action[i], reward[i], next_obs[i], terminated[i], truncated[i], i
+            )
+        if len(self._buffer) >= self.chunk_size:
+            self.flush()
+        return episodes
+
+    def _append(self, obs, action, reward, next_obs, terminated, truncated, slot) -> int:
         obs = np.asarray(obs, dtype=np.float32).reshape(-1)
         next_obs = np.asarray(next_obs, dtype=np.float32).reshape(-1)
         action = np.asarray(action, dtype=np.float32).reshape(-1)
@@ -189,13 +213,17 @@ class ReplayWriter:
         if not (finite and np.isfinite(action).all() and np.isfinite(reward)):
             raise ConfigError(
                 f"non-finite value in transition {self._written + len(self._buffer)} "
-                f"(episode {self._episode}); refusing to store it"
+                f"(env slot {slot}); refusing to store it"
             )
-        self._buffer.append(obs, action, reward, next_obs, terminated, truncated, self._episode)
+        episode = self._open.get(slot)
+        if episode is None:
+            episode = self._open[slot] = self._next_id
+            self._next_id += 1
+        self._buffer.append(obs, action, reward, next_obs, terminated, truncated, episode)
         if terminated or truncated:
-            self._episode += 1
-        if len(self._buffer) >= self.chunk_size:
-            self.flush()
+            del self._open[slot]
+            self._closed += 1
+        return episode
 
     def flush(self) -> None:
         """Write buffered transitions as one chunk file and update meta.json."""
@@ -206,19 +234,26 @@ class ReplayWriter:
         self._chunks += 1
         self._written += len(arrays["reward"])
         self._buffer = TransitionColumns()
-        episodes = self._episode + (
-            1 if not (arrays["terminated"][-1] or arrays["truncated"][-1]) else 0
-        )
+        episodes = self._closed + len(self._open)
         self.meta.update(transitions=self._written, chunks=self._chunks, episodes=episodes)
         write_json(self.root / "meta.json", self.meta)
 
     def close(self) -> None:
-        """Mark an unfinished last episode as truncated and flush."""
+        """Mark every unfinished episode's last transition as truncated and flush."""
         columns = self._buffer.data
-        if len(self._buffer) and not (columns["terminated"][-1] or columns["truncated"][-1]):
-            columns["truncated"][-1] = True
-            self._episode += 1
+        last = {episode: row for row, episode in enumerate(columns["episode"])}
+        for slot, episode in list(self._open.items()):
+            if episode in last:
+                columns["truncated"][last[episode]] = True
+                del self._open[slot]
+                self._closed += 1
         self.flush()
+        if self._open:  # their last transitions are in the newest chunk, already written
+            _close_open_episodes([self.root / f"chunk_{self._chunks - 1:06d}.npz"])
+            self._closed += len(self._open)
+            self._open = {}
+            self.meta.update(episodes=self._closed)
+            write_json(self.root / "meta.json", self.meta)
 
     def __enter__(self) -> ReplayWriter:
         return self
@@ -278,8 +313,9 @@ class Replay:
                 for k in FIELDS:
                     parts[k].append(columns[k] if keep is None else columns[k][keep])
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
-        if np.any(np.diff(arrays["episode"]) < 0):
-            raise ConfigError(f"{root}: chunks are out of episode order")
+        if np.any(np.diff(arrays["episode"]) < 0):  # envs stepped together interleave
+            order = np.argsort(arrays["episode"], kind="stable")  # keeps each episode's order
+            arrays = {k: v[order] for k, v in arrays.items()}
         return cls(**arrays, meta=meta)
 
     @staticmethod
@@ -360,6 +396,28 @@ def split_episode_ids(
     perm = np.random.default_rng(seed).permutation(ids)
     n_held = min(max(1, round(holdout_fraction * len(ids))), len(ids) - 1)
     return perm[n_held:], perm[:n_held]
+
+
+def _close_open_episodes(chunks: list[Path]) -> None:
+    """Mark the last stored transition of every unfinished episode as truncated,
+    rewriting (atomically) only the chunks that hold one."""
+    last: dict[int, tuple[int, int, bool]] = {}  # episode -> (chunk, row, ended)
+    for number, path in enumerate(chunks):
+        with _open_chunk(path) as data:
+            ended = data["terminated"] | data["truncated"]
+            episode = data["episode"]
+        ids, from_end = np.unique(episode[::-1], return_index=True)
+        for eid, row in zip(ids.tolist(), (len(episode) - 1 - from_end).tolist(), strict=True):
+            last[eid] = (number, row, bool(ended[row]))
+    rows: dict[int, list[int]] = {}
+    for number, row, ended in last.values():
+        if not ended:
+            rows.setdefault(number, []).append(row)
+    for number, open_rows in rows.items():
+        with np.load(chunks[number], allow_pickle=False) as data:
+            arrays = {k: data[k] for k in FIELDS}
+        arrays["truncated"][open_rows] = True
+        _write_chunk(chunks[number], arrays)
 
 
 def _read_meta(root: Path) -> dict[str, Any]:
@@ -455,9 +513,14 @@ def windows(columns: Any, start: np.ndarray, end: np.ndarray, horizon: int) -> d
     idx = start[:, None] + np.arange(horizon)[None, :]  # (B, H)
     end = end[:, None]  # (B, 1)
     mask = idx <= end
-    idx = np.minimum(idx, end)
+    return gather_windows(columns, np.minimum(idx, end), mask)
+
+
+def gather_windows(columns: Any, idx: np.ndarray, mask: np.ndarray) -> dict:
+    """The training batch of windows whose transitions are at ``idx`` (B, H); ``mask``
+    (B, H) is False past an episode's last stored transition (``idx`` repeats it there)."""
     return {
-        "obs0": columns.obs[start],  # (B, O)
+        "obs0": columns.obs[idx[:, 0]],  # (B, O)
         "action": columns.action[idx],  # (B, H, A)
         "next_obs": columns.next_obs[idx],  # (B, H, O)
         "reward": columns.reward[idx],  # (B, H)
