@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import matmul_gflops
 
 RESULTS = Path(__file__).parent / "results" / "update_profile.json"
 PROFILED_UPDATES = 5
@@ -38,22 +39,6 @@ PHASES = (
     "agent/critic_update",
     "agent/act",
 )
-
-
-def matmul_gflops(threads: int = 1, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of one float32 ``size``² matmul with ``threads`` torch threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        a @ b  # warm up
-        started = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        seconds = (time.perf_counter() - started) / repeats
-        return 2 * size**3 / seconds / 1e9
-    finally:
-        torch.set_num_threads(previous)
 
 
 def profile(env_id: str, threads: int, updates: int, acts: int, seed: int) -> dict:

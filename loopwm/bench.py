@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from loopwm.checks import progress_disabled
 from loopwm.errors import ConfigError, MissingError
 
-HELPERS = {"tables", "plots"}  # scripts in benchmarks/ that are not benchmarks
+HELPERS = {"tables", "plots", "machine"}  # scripts in benchmarks/ that are not benchmarks
 
 
 def benchmarks_folder() -> Path:

@@ -1,0 +1,40 @@
+"""What every benchmark records about the machine it ran on.
+
+Machines of one kind differ by 3x in speed: a figure in seconds is comparable only beside
+the machine's single-thread float32 matmul rate, recorded with it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import torch
+
+
+def matmul_gflops(threads: int = 1, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one float32 ``size``² matmul with ``threads`` torch threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b  # warm up
+        started = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        seconds = (time.perf_counter() - started) / repeats
+        return 2 * size**3 / seconds / 1e9
+    finally:
+        torch.set_num_threads(previous)
+
+
+def machine_info() -> dict:
+    """CPUs, torch threads, platform and the single-thread matmul rate."""
+    return {
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "matmul_gflops_1_thread": round(matmul_gflops(1), 1),
+    }
