@@ -33,8 +33,8 @@ from torch.profiler import record_function
 
 from loopwm.agents.config import DreamerConfig
 from loopwm.agents.planner import LatentPlanner
-from loopwm.envs.spaces import check_spaces
-from loopwm.errors import ConfigError
+from loopwm.envs.spaces import ActionCodec, check_spaces
+from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.models import build_model, model_config
 from loopwm.networks import mlp, symexp, symlog
 from loopwm.training import WorldModelTrainer, obs_statistics
@@ -86,6 +86,51 @@ class Actor(nn.Module):
 
     def mode(self, latent: torch.Tensor) -> torch.Tensor:
         return self.distribution(latent).loc
+
+
+class CategoricalActor(nn.Module):
+    """Categorical policy over ``n`` discrete actions, given as one-hot vectors (B, n).
+
+    As DreamerV3's discrete actor: the probabilities mix in 1% of the uniform
+    distribution, and a sample is the one-hot vector of a Gumbel-max draw with the
+    probabilities' straight-through gradient, so imagined returns can be backpropagated
+    through the world model as for continuous actions (or ``actor_grad="reinforce"``).
+    The interface is :class:`Actor`'s, with one-hot vectors in place of ``[-1, 1]`` actions.
+    """
+
+    def __init__(self, latent_dim: int, n: int, hidden_dim: int, unimix: float = 0.01) -> None:
+        super().__init__()
+        self.net = mlp(latent_dim, hidden_dim, n)
+        self.n, self.unimix = n, unimix
+
+    def probs(self, latent: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.net(latent), -1)
+        return (1 - self.unimix) * probs + self.unimix / self.n  # (B, n)
+
+    def sample(
+        self, latent: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-hot sample (B, n) with straight-through gradients, and its log-probability."""
+        probs = self.probs(latent)
+        uniform = torch.rand(probs.shape, generator=generator, dtype=probs.dtype)
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7))).to(probs.device)
+        index = torch.argmax(probs.detach().log() + gumbel, -1)
+        one_hot = nn.functional.one_hot(index, self.n).to(probs.dtype)
+        action = one_hot + (probs - probs.detach())  # exactly one-hot, with p's gradient
+        return action, probs.gather(-1, index[:, None]).squeeze(-1).log()
+
+    def log_prob(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Log-probability (B,) of one-hot actions (B, n)."""
+        return (action * self.probs(latent).log()).sum(-1)
+
+    def entropy(self, latent: torch.Tensor) -> torch.Tensor:
+        probs = self.probs(latent)
+        return -(probs * probs.log()).sum(-1)
+
+    def mode(self, latent: torch.Tensor) -> torch.Tensor:
+        """The most probable action, one-hot (B, n)."""
+        probs = self.probs(latent)
+        return nn.functional.one_hot(probs.argmax(-1), self.n).to(probs.dtype)
 
 
 class Critic(nn.Module):
@@ -142,7 +187,8 @@ class DreamerAgent:
 
     Args:
         observation_space: flat Box observations of the real env.
-        action_space: bounded Box actions of the real env.
+        action_space: bounded Box or Discrete actions of the real env (Discrete: a
+            categorical actor, one-hot actions in the world model, no planner).
         config: agent settings (defaults: LoopWM ``small``, horizon 15, no planner).
         seed: seeds parameters, imagination start states and action sampling.
         device: torch device.
@@ -157,13 +203,24 @@ class DreamerAgent:
         seed: int = 0,
         device: str | torch.device = "cpu",
     ) -> None:
-        check_spaces(observation_space, action_space, "DreamerAgent")
+        obs_dim, action_dim = check_spaces(observation_space, action_space, "DreamerAgent")
         self.config = cfg = config or DreamerConfig()
         self.device = torch.device(device)
         self.observation_space, self.action_space = observation_space, action_space
-        obs_dim, action_dim = observation_space.shape[0], action_space.shape[0]
-        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
-        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
+        self.actions = ActionCodec(action_space)
+        if self.actions.discrete:
+            if cfg.planner.kind != "none":
+                raise UnsupportedError(
+                    f"DreamerAgent: the {cfg.planner.kind} planner samples continuous action "
+                    f"sequences; with Discrete actions ({action_space}) the actor acts "
+                    f"(--planner none)"
+                )
+            # the actor's one-hot vectors are the model's actions: to_env is the identity
+            low, high = -torch.ones(action_dim), torch.ones(action_dim)
+        else:
+            low = torch.as_tensor(action_space.low, dtype=torch.float32)
+            high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        low, high = low.to(self.device), high.to(self.device)
         self._action_center, self._action_half = (high + low) / 2, (high - low) / 2
 
         torch.manual_seed(seed)
@@ -177,7 +234,8 @@ class DreamerAgent:
         world_model = build_model(cfg.model, wm_config).to(self.device)
         self.trainer = WorldModelTrainer(world_model, dataclasses.replace(cfg.model_fit, seed=seed))
         latent_dim = wm_config.latent_dim
-        self.actor = Actor(latent_dim, action_dim, cfg.hidden_dim).to(self.device)
+        actor = CategoricalActor if self.actions.discrete else Actor
+        self.actor = actor(latent_dim, action_dim, cfg.hidden_dim).to(self.device)
         self.critic = Critic(latent_dim, cfg.hidden_dim).to(self.device)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=1e-5)
@@ -274,10 +332,10 @@ class DreamerAgent:
             action = self.actor.sample(latent, self.generator)[0]
         else:
             action = self.actor.mode(latent)
-        if explore and self.config.explore_std > 0:
+        if explore and self.config.explore_std > 0 and not self.actions.discrete:
             noise = torch.randn(action.shape, generator=self.generator).to(self.device)
             action = (action + self.config.explore_std * noise).clamp(-1.0, 1.0)
-        return self.to_env(action).cpu().numpy().astype(self.action_space.dtype)
+        return self.actions.to_env(self.to_env(action).cpu().numpy())
 
     def _plan(self, latent: torch.Tensor, explore: bool, plans: list | None) -> torch.Tensor:
         planner = self.planner

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
@@ -91,6 +92,11 @@ class DynaCallback(BaseCallback):
                 "DynaCallback supports agents with a single environment (n_envs=1)"
             )
         check_spaces(self.model.observation_space, self.model.action_space, "DynaCallback")
+        if not isinstance(self.model.action_space, gym.spaces.Box):
+            raise UnsupportedError(
+                f"DynaCallback imagines for agents with Box actions (SAC, TD3, DDPG), got "
+                f"{self.model.action_space}"
+            )
         self._episode = np.zeros(1, dtype=np.int64)
         self._next_episode = 1
 

@@ -14,7 +14,9 @@ from tqdm.auto import tqdm
 from loopwm.checks import check_positive_int, progress_disabled
 from loopwm.errors import ConfigError, MissingError
 
-SB3_ALGOS = ("ppo", "sac", "td3", "a2c", "ddpg")
+SB3_ALGOS = ("ppo", "sac", "td3", "a2c", "ddpg", "dqn")
+CONTINUOUS_ONLY = ("sac", "td3", "ddpg")  # need Box actions
+DISCRETE_ONLY = ("dqn",)  # needs Discrete actions
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -58,10 +60,14 @@ def load_sb3_policy(
             f"{path}: policy observations {model.observation_space.shape} do not match the "
             f"env's {env.observation_space.shape}"
         )
-    if model.action_space.shape != env.action_space.shape:
+    same = (
+        model.action_space == env.action_space
+        if isinstance(env.action_space, gym.spaces.Discrete)
+        else model.action_space.shape == env.action_space.shape
+    )
+    if not same:
         raise ConfigError(
-            f"{path}: policy actions {model.action_space.shape} do not match the env's "
-            f"{env.action_space.shape}"
+            f"{path}: policy actions {model.action_space} do not match the env's {env.action_space}"
         )
 
     def policy(obs: np.ndarray) -> np.ndarray:
@@ -78,6 +84,12 @@ def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, device: str = "cpu
     algo = algo.lower()
     if algo not in SB3_ALGOS:
         raise ConfigError(f"unknown SB3 algorithm {algo!r}; choose from {SB3_ALGOS}")
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    if (discrete and algo in CONTINUOUS_ONLY) or (not discrete and algo in DISCRETE_ONLY):
+        fits = [a for a in SB3_ALGOS if a not in (CONTINUOUS_ONLY if discrete else DISCRETE_ONLY)]
+        raise ConfigError(
+            f"SB3 {algo.upper()} cannot act in {env.action_space}; choose --algo from {fits}"
+        )
     return getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device=device, **kwargs)
 
 

@@ -39,7 +39,7 @@ from loopwm.agents.run import (
     write_config,
 )
 from loopwm.checks import check_positive_int, progress_disabled
-from loopwm.envs.spaces import check_box_env, dataset_meta, make_env
+from loopwm.envs.spaces import ActionCodec, check_box_env, dataset_meta, make_env
 from loopwm.errors import ConfigError, ExistsError
 from loopwm.io import check_output_dir, write_json
 from loopwm.online_replay import OnlineReplay
@@ -125,7 +125,7 @@ def default_replay(root: Path, env: gym.Env, config: TrainConfig, resume: bool) 
     return OnlineReplay(
         root,
         obs_dim=env.observation_space.shape[0],
-        action_dim=env.action_space.shape[0],
+        action_dim=ActionCodec(env.action_space).dim,
         meta=meta,
         capacity=config.replay_capacity,
     )
@@ -183,6 +183,7 @@ class OnlineTrainer:
             if hasattr(self, "eval_env"):
                 self.eval_env.close()
             raise
+        self.actions = ActionCodec(self.eval_env.action_space)
         spec = self.eval_env.spec
         spec_threshold = spec.reward_threshold if spec is not None else None
         self.reward_threshold = (
@@ -258,7 +259,8 @@ class OnlineTrainer:
                 final_obs = next_obs.copy()  # the autoreset replaced ended envs' observations
                 for i in np.flatnonzero(done):
                     final_obs[i] = info["final_obs"][i]
-                replay.add_batch(obs, actions, reward, final_obs, terminated, truncated)
+                vectors = self.actions.to_vectors(actions)  # Discrete: one-hot
+                replay.add_batch(obs, vectors, reward, final_obs, terminated, truncated)
                 counters.env_steps = step = before + n
                 episode_return += reward
                 episode_length += 1

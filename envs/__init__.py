@@ -5,18 +5,21 @@
 - ``loopwm/BouncingBall-v0``: loopwm's contact task (:mod:`loopwm.envs.bouncing_ball`),
   where ``info["contact"]`` marks the hard transitions.
 - :func:`check_spaces` / :func:`check_box_env`: the boundary check applied to every
-  real environment and agent.
+  real environment and agent; :class:`ActionCodec` maps Box and Discrete actions to the
+  vectors a world model sees (one-hot for Discrete).
 """
 
 import gymnasium as gym
 
 from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
 from loopwm.envs.spaces import (
+    ActionCodec,
     box_space_meta,
     check_box_env,
     check_spaces,
     dataset_meta,
     make_env,
+    space_meta,
 )
 
 if "loopwm/Dream-v0" not in gym.registry:
@@ -33,6 +36,7 @@ if "loopwm/BouncingBall-v0" not in gym.registry:
     )
 
 __all__ = [
+    "ActionCodec",
     "DreamEnv",
     "DreamVectorEnv",
     "box_space_meta",
@@ -41,4 +45,5 @@ __all__ = [
     "dataset_meta",
     "make_dream_env",
     "make_env",
+    "space_meta",
 ]

@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from loopwm.checks import check_positive_int
-from loopwm.envs.spaces import make_env
+from loopwm.envs.spaces import ActionCodec, make_env
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
 
@@ -89,9 +89,10 @@ class DreamCore:
             {"render_mode": "rgb_array", "width": width, "height": height} if render_mode else {}
         )
         self.real_env = make_env(self.env_id, **kwargs)
-        # make_env has checked the spaces: flat Box observations and actions
+        # make_env has checked the spaces: flat Box observations, Box or Discrete actions
         obs_dim = self.real_env.observation_space.shape[0]
-        action_dim = self.real_env.action_space.shape[0]
+        self.actions = ActionCodec(self.real_env.action_space)
+        action_dim = self.actions.dim
         cfg = self.model.config
         if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
             self.real_env.close()
@@ -100,7 +101,7 @@ class DreamCore:
                 f"actions, but {self.env_id} has {obs_dim} and {action_dim}"
             )
         self.observation_space: spaces.Box = self.real_env.observation_space
-        self.action_space: spaces.Box = self.real_env.action_space
+        self.action_space: spaces.Box | spaces.Discrete = self.real_env.action_space
         self.max_episode_steps = (
             self.real_env.spec.max_episode_steps if self.real_env.spec else None
         )
@@ -124,17 +125,9 @@ class DreamCore:
         return np.stack([self.real_env.reset(seed=int(s))[0] for s in seeds])
 
     def check_actions(self, actions: Any, batch: int) -> np.ndarray:
-        """Validate (batch, action_dim) actions, then clip them to the action space."""
-        arr = np.asarray(actions)
-        shape = (batch, *self.action_space.shape)
-        if arr.size != int(np.prod(shape)) or arr.shape not in (shape, self.action_space.shape):
-            raise ConfigError(f"actions must have shape {shape}, got {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise ConfigError(f"actions must be real numbers, got dtype {arr.dtype}")
-        arr = arr.reshape(shape).astype(np.float32)
-        if not np.isfinite(arr).all():
-            raise ConfigError("actions contain NaN or inf")
-        return np.clip(arr, self.action_space.low, self.action_space.high)
+        """The model's action vectors (batch, action_dim) of ``batch`` env actions, validated
+        (Box actions are clipped to the space; Discrete ones become one-hot)."""
+        return self.actions.check(actions, batch)
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray) -> torch.Tensor:

@@ -14,17 +14,17 @@ from loopwm.errors import ConfigError, UnsupportedError
 def check_spaces(
     observation_space: spaces.Space, action_space: spaces.Space, who: str = "loopwm"
 ) -> tuple[int, int]:
-    """Check for flat Box observations and bounded flat Box actions.
+    """Check for flat Box observations and bounded flat Box or Discrete actions.
 
     Args:
         who: what needs them, for the message (an env id, ``DreamerAgent``, ...).
 
     Returns:
-        ``(obs_dim, action_dim)`` read from the spaces.
+        ``(obs_dim, action_dim)`` read from the spaces; a ``Discrete(n)`` action space has
+        ``action_dim`` n (the model sees one-hot actions, see :class:`ActionCodec`).
 
     Raises:
-        UnsupportedError: (a ``TypeError``) for any other space (Discrete, Dict, images...),
-            naming it.
+        UnsupportedError: (a ``TypeError``) for any other space (Dict, images...), naming it.
     """
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         kind = "image " if isinstance(observation_space, spaces.Box) else ""
@@ -33,14 +33,73 @@ def check_spaces(
             f"{kind}observations {observation_space}. Image observations are not supported "
             f"yet: flatten them or use state observations"
         )
+    if isinstance(action_space, spaces.Discrete):
+        if action_space.n < 2:
+            raise UnsupportedError(f"{who}: Discrete actions need n >= 2, got {action_space}")
+        return int(observation_space.shape[0]), int(action_space.n)
     if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
         raise UnsupportedError(
-            f"{who}: loopwm supports flat Box action spaces (shape (n,)), got {action_space}. "
-            f"Discrete actions are not supported yet"
+            f"{who}: loopwm supports flat Box or Discrete action spaces, got {action_space}"
         )
     if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
         raise UnsupportedError(f"{who}: the action space must be bounded, got {action_space}")
     return int(observation_space.shape[0]), int(action_space.shape[0])
+
+
+class ActionCodec:
+    """The one map between an env's actions and the action vectors a world model sees.
+
+    A Box action is its own vector (float32, clipped to the bounds); a ``Discrete(n)``
+    action ``a`` is the one-hot vector of ``a - start`` with n entries, and a vector maps
+    back to the env action of its largest entry.
+    """
+
+    def __init__(self, space: spaces.Space) -> None:
+        check_spaces(spaces.Box(-1, 1, (1,)), space, "ActionCodec")
+        self.space = space
+        self.discrete = isinstance(space, spaces.Discrete)
+        self.dim = int(space.n) if self.discrete else int(space.shape[0])
+
+    def check(self, actions: Any, batch: int) -> np.ndarray:
+        """Vectors (batch, dim) of ``batch`` env actions, validated: a Box's (batch, A)
+        finite reals (clipped), a Discrete's (batch,) integers inside the space."""
+        arr = np.asarray(actions)
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ConfigError(f"actions must be real numbers, got dtype {arr.dtype}")
+        if self.discrete:
+            if arr.size != batch or arr.ndim > 1:
+                raise ConfigError(f"actions must have shape ({batch},), got {arr.shape}")
+            start, n = int(self.space.start), int(self.space.n)
+            flat = arr.reshape(batch)
+            whole = np.isfinite(flat).all() and (flat == np.round(flat)).all()
+            if not whole or (flat < start).any() or (flat >= start + n).any():
+                raise ConfigError(
+                    f"actions of {self.space} must be integers in [{start}, {start + n}), "
+                    f"got {flat.tolist()}"
+                )
+            return self.to_vectors(flat.astype(np.int64))
+        shape = (batch, *self.space.shape)
+        if arr.size != int(np.prod(shape)) or arr.shape not in (shape, self.space.shape):
+            raise ConfigError(f"actions must have shape {shape}, got {arr.shape}")
+        arr = arr.reshape(shape).astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise ConfigError("actions contain NaN or inf")
+        return self.to_vectors(arr)
+
+    def to_vectors(self, actions: Any) -> np.ndarray:
+        """Vectors (..., dim) float32 of env actions (Box: clipped; Discrete: one-hot)."""
+        if self.discrete:
+            index = np.asarray(actions, dtype=np.int64) - int(self.space.start)
+            return np.eye(self.dim, dtype=np.float32)[index]
+        arr = np.asarray(actions, dtype=np.float32)
+        return np.clip(arr, self.space.low, self.space.high)
+
+    def to_env(self, vectors: np.ndarray) -> np.ndarray:
+        """Env actions of vectors (..., dim): a Box's as they are (in the space's dtype), a
+        Discrete's index of the largest entry (int64)."""
+        if self.discrete:
+            return np.argmax(vectors, axis=-1).astype(np.int64) + int(self.space.start)
+        return np.asarray(vectors).astype(self.space.dtype)
 
 
 def check_box_env(env: gym.Env) -> tuple[int, int]:
@@ -73,6 +132,13 @@ def box_space_meta(space: spaces.Box) -> dict[str, Any]:
     return {"shape": list(space.shape), "low": bounds(space.low), "high": bounds(space.high)}
 
 
+def space_meta(space: spaces.Space) -> dict[str, Any]:
+    """JSON description of a Box (:func:`box_space_meta`) or a Discrete space."""
+    if isinstance(space, spaces.Discrete):
+        return {"discrete": int(space.n), "start": int(space.start)}
+    return box_space_meta(space)
+
+
 def dataset_meta(env_id: str, env: gym.Env, *, policy: str, seed: int) -> dict[str, Any]:
     """What a dataset records of where its transitions came from (its meta.json facts)."""
     return {
@@ -80,5 +146,5 @@ def dataset_meta(env_id: str, env: gym.Env, *, policy: str, seed: int) -> dict[s
         "policy": policy,
         "seed": seed,
         "observation_space": box_space_meta(env.observation_space),
-        "action_space": box_space_meta(env.action_space),
+        "action_space": space_meta(env.action_space),
     }

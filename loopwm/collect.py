@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from loopwm.checks import check_positive_int, progress_disabled
-from loopwm.envs import check_box_env, dataset_meta, make_env
+from loopwm.envs import ActionCodec, check_box_env, dataset_meta, make_env
 from loopwm.io import check_output_dir
 from loopwm.replay import ReplayWriter
 
@@ -30,10 +30,11 @@ def collect(
     """Run ``policy`` (uniform random actions by default) for ``steps`` env steps.
 
     Args:
-        env_id: a gymnasium id with flat Box observations and Box actions.
+        env_id: a gymnasium id with flat Box observations and Box or Discrete actions.
         steps: number of transitions to store.
         out: dataset folder (must not already hold a dataset).
-        policy: ``obs -> action``; actions are clipped to the action space.
+        policy: ``obs -> action``; Box actions are clipped to the action space, Discrete
+            ones stored one-hot.
         policy_name: recorded in the dataset's meta.json.
         seed: seeds the env's first reset and the random policy.
         chunk_size: transitions per chunk file (the memory bound of the writer).
@@ -49,7 +50,7 @@ def collect(
         obs_dim, action_dim = check_box_env(env)
         env.action_space.seed(seed)
         meta = dataset_meta(env_id, env, policy=policy_name, seed=seed)
-        low, high = env.action_space.low, env.action_space.high
+        actions = ActionCodec(env.action_space)
         writer = ReplayWriter(
             Path(out), obs_dim=obs_dim, action_dim=action_dim, meta=meta, chunk_size=chunk_size
         )
@@ -59,12 +60,11 @@ def collect(
         )
         with writer, bar:
             for _ in range(steps):
-                if policy is None:
-                    action = env.action_space.sample()
-                else:
-                    action = np.clip(np.asarray(policy(obs), dtype=np.float32), low, high)
+                action = env.action_space.sample() if policy is None else policy(obs)
+                vector = actions.check(action, 1)[0]  # Box: clipped; Discrete: one-hot
+                action = actions.to_env(vector)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
-                writer.add(obs, action, reward, next_obs, terminated, truncated)
+                writer.add(obs, vector, reward, next_obs, terminated, truncated)
                 obs = env.reset()[0] if (terminated or truncated) else next_obs
                 bar.update()
         return writer.meta

@@ -66,7 +66,7 @@ def record_rollout(
         seed: seeds the real env and the random policy.
     """
     from loopwm.envs.render import StateRenderer, check_renderable
-    from loopwm.envs.spaces import make_env  # checks the spaces
+    from loopwm.envs.spaces import ActionCodec, make_env  # make_env checks the spaces
 
     for name, value in (("steps", steps), ("resync_every", resync_every), ("size", size)):
         check_positive_int(name, value)
@@ -76,7 +76,8 @@ def record_rollout(
     kwargs = {"render_mode": "rgb_array", "width": size, "height": size}
     real_env, imagined_env = make_env(env_id, **kwargs), make_env(env_id, **kwargs)
     try:
-        dims = (real_env.observation_space.shape[0], real_env.action_space.shape[0])
+        actions = ActionCodec(real_env.action_space)
+        dims = (real_env.observation_space.shape[0], actions.dim)
         if dims != (model.config.obs_dim, model.config.action_dim):
             raise ConfigError(
                 f"the model predicts {model.config.obs_dim}-dim observations from "
@@ -103,11 +104,9 @@ def record_rollout(
             raise SetupError(f"{GL_HELP} ({type(err).__name__}: {err})") from err
         for t in range(1, steps + 1):
             action = real_env.action_space.sample() if policy is None else policy(obs)
-            action = np.clip(action, real_env.action_space.low, real_env.action_space.high)
-            next_obs, _, terminated, truncated, _ = real_env.step(action)
-            out = model.step(
-                latent, model.check_input(np.asarray(action, np.float32)[None], "action")
-            )
+            vector = actions.check(action, 1)  # (1, action_dim): clipped or one-hot
+            next_obs, _, terminated, truncated, _ = real_env.step(actions.to_env(vector[0]))
+            out = model.step(latent, model.check_input(vector, "action"))
             predicted = model.decode(out.latent)[0].cpu().numpy().astype(np.float64)
             errors.append(float(np.linalg.norm((predicted - next_obs) / std)))
             iters.append(int(out.iters[0]))

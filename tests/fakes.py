@@ -38,10 +38,22 @@ class ReachOriginEnv(gym.Env):
         return obs, -abs(self._x), False, self._t >= self.length, {}
 
 
-class DiscreteActionEnv(ReachOriginEnv):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action_space = spaces.Discrete(3)
+class DiscreteReachEnv(ReachOriginEnv):
+    """:class:`ReachOriginEnv` with three actions ``start + {0, 1, 2}``: move by -0.25, 0
+    or +0.25."""
+
+    def __init__(self, length: int = 20, start: int = 0) -> None:
+        super().__init__(length)
+        self.action_space = spaces.Discrete(3, start=start)
+
+    def step(self, action):
+        if not self.action_space.contains(np.int64(action)):
+            raise ValueError(f"invalid action {action!r}")
+        move = int(action) - int(self.action_space.start) - 1  # -1, 0 or 1
+        self._x = float(np.clip(self._x + 0.25 * move, -1.0, 1.0))
+        self._t += 1
+        obs = np.array([self._x], np.float32)
+        return obs, -abs(self._x), False, self._t >= self.length, {}
 
 
 class ImageObservationEnv(ReachOriginEnv):

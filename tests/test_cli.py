@@ -48,8 +48,8 @@ def test_collect_then_fit(tmp_path, capsys):
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    assert cli(f"collect --env CartPole-v1 --steps 5 --out {tmp_path / 'x'} --quiet") == 2
-    assert "Box action" in capsys.readouterr().err
+    assert cli(f"collect --env Blackjack-v1 --steps 5 --out {tmp_path / 'x'} --quiet") == 2
+    assert "flat Box observation" in capsys.readouterr().err
     assert main(["fit", "--data", str(tmp_path / "none"), "--quiet"]) == 2
     assert "no loopwm dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):

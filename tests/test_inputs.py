@@ -63,9 +63,16 @@ class ImageObsEnv(gym.Env):
     action_space = spaces.Box(-1, 1, (1,))
 
 
+class MultiDiscreteActionEnv(gym.Env):
+    observation_space = spaces.Box(-1, 1, (2,))
+    action_space = spaces.MultiDiscrete([2, 3])
+
+
 def test_unsupported_spaces_are_rejected():
-    with pytest.raises(TypeError, match="Box action"):
-        make_env("CartPole-v1")  # Discrete actions
+    with pytest.raises(TypeError, match="flat Box observation"):
+        make_env("Blackjack-v1")  # Tuple observations
+    with pytest.raises(TypeError, match="Box or Discrete action"):
+        check_box_env(MultiDiscreteActionEnv())
     with pytest.raises(TypeError, match="Box observation"):
         check_box_env(DictObsEnv())
     with pytest.raises(TypeError, match="flat Box observation"):

@@ -123,7 +123,7 @@ def probe(argv: list[str], capsys) -> tuple[int, str]:
 CASES = [
     # collect
     ("collect --env NoSuchEnv-v9 --steps 10 --out {tmp}/c", "cannot make environment"),
-    ("collect --env CartPole-v1 --steps 10 --out {tmp}/c", "Box action"),
+    ("collect --env Blackjack-v1 --steps 10 --out {tmp}/c", "flat Box observation"),
     ("collect --env InvertedPendulum-v5 --steps 0 --out {tmp}/c", "steps must be a positive"),
     ("collect --env InvertedPendulum-v5 --steps -5 --out {tmp}/c", "steps must be a positive"),
     ("collect --env InvertedPendulum-v5 --steps ten --out {tmp}/c", "--steps"),
@@ -173,7 +173,8 @@ CASES = [
     # train
     ("train --steps 10", "--env is required"),
     ("train --env NoSuchEnv-v9", "cannot make environment"),
-    ("train --env CartPole-v1 --out {tmp}/t", "Discrete actions"),
+    ("train --env Blackjack-v1 --out {tmp}/t", "flat Box observation"),
+    ("train --env CartPole-v1 --planner mppi --out {tmp}/t", "planner samples continuous"),
     ("train --env InvertedPendulum-v5 --steps 0", "steps must be a positive"),
     ("train --env InvertedPendulum-v5 --train-ratio 0", "train_ratio must be a positive"),
     ("train --env InvertedPendulum-v5 --prefill 0", "prefill must be >= 1"),
@@ -210,7 +211,8 @@ CASES = [
     ("dream --checkpoint {checkpoint} --start-states {tmp}/none", "no loopwm dataset"),
     ("dream --checkpoint {list_extra}", "extra must be a JSON object"),
     ("dream --checkpoint {nan_weights}", "non-finite"),
-    ("dream --checkpoint {checkpoint} --algo dqn", "--algo"),
+    ("dream --checkpoint {checkpoint} --algo dqn", "choose --algo from"),
+    ("dream --checkpoint {checkpoint} --algo nope", "--algo"),
     # video
     ("video --out {tmp}/v.mp4", "give --checkpoint"),
     ("video --checkpoint {checkpoint} --size 0 --out {tmp}/v.mp4", "--size must be a positive"),
