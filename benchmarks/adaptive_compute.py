@@ -26,6 +26,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from machine import machine_info
 
 import loopwm.envs  # noqa: F401  (registers loopwm/BouncingBall-v0)
 from loopwm.config import FitConfig
@@ -175,7 +176,7 @@ def main() -> int:
         "summary": summary,
         "runs": rows,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(summary, indent=1))

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from machine import machine_info
 
 from loopwm.collect import collect
 
@@ -52,7 +53,7 @@ def main() -> int:
     results = {
         "command": "python " + " ".join(sys.argv),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine_info(),
         "steps": steps,
         "global_batch": args.batch_size,
         "runs": {},

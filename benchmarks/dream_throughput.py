@@ -29,6 +29,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from machine import machine_info
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -233,7 +234,7 @@ def main() -> int:
             "torch": torch.__version__,
             "gymnasium": gym.__version__,
         },
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d"),
     }
     if not args.quick:

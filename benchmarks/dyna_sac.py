@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
+from machine import machine_info
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -146,7 +147,7 @@ def main() -> int:
             "torch": torch.__version__,
             "stable_baselines3": stable_baselines3.__version__,
         },
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(summary, indent=1))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_info
 
 from loopwm.collect import collect
 from loopwm.config import FitConfig
@@ -108,7 +109,7 @@ def main() -> int:
         "summary": summary,
         "runs": runs,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d"),
     }
     if args.quick:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_info
 
 from loopwm.collect import collect
 from loopwm.config import FitConfig
@@ -131,6 +132,7 @@ def main() -> int:
     report = {
         "command": "python " + " ".join(sys.argv),
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine_info(),
         "data": {
             "path": str(data),
             "env_id": replay.meta.get("env_id"),

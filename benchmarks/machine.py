@@ -38,3 +38,9 @@ def machine_info() -> dict:
         "processor": platform.processor(),
         "matmul_gflops_1_thread": round(matmul_gflops(1), 1),
     }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(machine_info(), indent=2))

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_info
 from torch.utils.flop_counter import FlopCounterMode
 
 from loopwm.collect import collect
@@ -266,7 +267,7 @@ def run_in_parallel(args: argparse.Namespace) -> int:
             return 0
         reports = [json.loads(outs[env_id].read_text()) for env_id in envs]
     merged = {**reports[0], "command": "python " + " ".join(sys.argv)}
-    merged["machine"] += f", {min(args.jobs, len(envs))} envs side by side"
+    merged["machine"]["envs_side_by_side"] = min(args.jobs, len(envs))
     merged["envs"] = {k: v for report in reports for k, v in report["envs"].items()}
     write_json(args.out, merged)
     print(f"wrote {args.out}")
@@ -304,7 +305,7 @@ def main() -> int:
             "torch": torch.__version__,
             "numpy": np.__version__,
         },
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d"),
         "fit": {
             "steps": args.fit_steps,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import matmul_gflops
+from machine import machine_info, matmul_gflops
 
 RESULTS = Path(__file__).parent / "results" / "update_profile.json"
 PROFILED_UPDATES = 5
@@ -147,7 +147,7 @@ def main() -> int:
                 "torch": torch.__version__,
                 "numpy": np.__version__,
             },
-            "machine": {"processor": platform.processor(), "cores": torch.get_num_threads()},
+            "machine": machine_info(),
             "runs": runs,
         }
         RESULTS.write_text(json.dumps(report, indent=2))
