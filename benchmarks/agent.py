@@ -8,9 +8,12 @@ variant) at fixed step counts. Variants:
 - ``dreamer-mppi``: the same agent planning with MPPI at every action (critic as
   terminal value): what planning adds.
 - ``sac``: stable-baselines3 SAC with its default hyperparameters.
+- ``dqn``, ``ppo``: stable-baselines3's, defaults, for envs with Discrete actions.
 
     python benchmarks/agent.py                         # InvertedPendulum-v5 + Pendulum-v1
     python benchmarks/agent.py --envs HalfCheetah-v5 --seeds 0 --out results/agent_cheetah.json
+    python benchmarks/agent.py --envs CartPole-v1 --variants dreamer dqn ppo \
+        --out benchmarks/results/agent_cartpole.json
     python benchmarks/agent.py --quick                 # smoke run, writes nothing
 
 Results are rewritten after every run, so an interrupted benchmark keeps what finished.
@@ -30,12 +33,14 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-from stable_baselines3 import SAC
+from machine import machine_info
+from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
 from loopwm.agents import DreamerConfig, PlannerConfig, TrainConfig, train
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
+ALGOS = {"sac": SAC, "dqn": DQN, "ppo": PPO}
 RUNS = Path("runs/bench/agent")
 EVAL_EPISODES = 5
 EVAL_SEED = 10_000  # loopwm.agents.train evaluates from seed + 10_000 too
@@ -43,8 +48,10 @@ BUDGETS = {  # env: (real steps, evaluate every)
     "InvertedPendulum-v5": (5_000, 1_000),
     "Pendulum-v1": (10_000, 2_000),
     "HalfCheetah-v5": (50_000, 10_000),
+    "CartPole-v1": (10_000, 1_000),
 }
-VARIANTS = ("dreamer", "sac", "dreamer-mppi")
+VARIANTS = ("dreamer", "sac", "dreamer-mppi", "dqn", "ppo")
+SB3_VARIANTS = ("sac", "dqn", "ppo")
 
 
 class EvalEvery(BaseCallback):
@@ -83,16 +90,22 @@ def _record(step: int, returns: list[float], started: float) -> dict:
     }
 
 
-def run_sac(env_id: str, steps: int, every: int, seed: int) -> dict:
+def run_sb3(algo: str, env_id: str, steps: int, every: int, seed: int) -> dict:
     started = time.perf_counter()
     callback = EvalEvery(env_id, every, seed)
-    model = SAC("MlpPolicy", env_id, seed=seed, device="cpu", verbose=0)
+    model = ALGOS[algo]("MlpPolicy", env_id, seed=seed, device="cpu", verbose=0)
     model.learn(steps, callback=callback)
     return {"curve": callback.records, "wall_seconds": round(time.perf_counter() - started, 2)}
 
 
 def run_dreamer(
-    env_id: str, steps: int, every: int, seed: int, planner: str, quick: bool = False
+    env_id: str,
+    steps: int,
+    every: int,
+    seed: int,
+    planner: str,
+    quick: bool = False,
+    stop_at_threshold: bool = False,
 ) -> dict:
     run_dir = RUNS / env_id / f"dreamer-{planner}" / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -103,7 +116,8 @@ def run_dreamer(
         eval_episodes=EVAL_EPISODES,
         checkpoint_every=every,
         seed=seed,
-        stop_at_threshold=False,  # learning curves over the whole budget, like SAC's
+        # learning curves over the whole budget, like SAC's (unless told to stop)
+        stop_at_threshold=stop_at_threshold,
         agent=DreamerConfig(planner=PlannerConfig(kind=planner)),
         # --quick: learn after 200 steps, so the smoke run exercises the updates too
         **({"prefill": 200, "pretrain": 10} if quick else {}),
@@ -117,6 +131,7 @@ def run_dreamer(
     return {
         "curve": curve,
         "wall_seconds": round(time.perf_counter() - started, 2),
+        "stopped": summary["stopped"],
         "updates": summary["updates"],
         "contraction_bound": summary.get("contraction_bound"),
     }
@@ -131,6 +146,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, writes nothing")
+    parser.add_argument(
+        "--stop-at-threshold",
+        action="store_true",
+        help="end the agent's runs at the first evaluation reaching the env's threshold",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {
@@ -141,7 +161,7 @@ def main() -> int:
             "stable_baselines3": stable_baselines3.__version__,
             "gymnasium": gym.__version__,
         },
-        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
+        "machine": machine_info(),
         "eval_episodes": EVAL_EPISODES,
         "runs": {},
     }
@@ -158,13 +178,15 @@ def main() -> int:
         for variant in args.variants:
             for seed in args.seeds:
                 print(f"{env_id} {variant} seed {seed}: {steps} real steps", flush=True)
-                if variant == "sac":
-                    record = run_sac(env_id, steps, every, seed)
+                if variant in SB3_VARIANTS:
+                    record = run_sb3(variant, env_id, steps, every, seed)
                 else:
                     planner = "mppi" if variant == "dreamer-mppi" else "none"
                     # Planning costs ~20 ms per action: evaluate it half as often.
                     gap = every if planner == "none" else min(steps, 2 * every + every // 2)
-                    record = run_dreamer(env_id, steps, gap, seed, planner, args.quick)
+                    record = run_dreamer(
+                        env_id, steps, gap, seed, planner, args.quick, args.stop_at_threshold
+                    )
                 record["steps"] = steps
                 last = record["curve"][-1]
                 print(

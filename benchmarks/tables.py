@@ -101,12 +101,90 @@ def agent_table() -> str:
             stat = f"{np.mean(finals):.1f} ± {np.std(finals):.1f}"
             if len(finals) == 1:
                 stat = f"{finals[0]:.1f} (1 seed)"
-            per_seed = ", ".join(f"{v:.0f}" for v in finals)
+            per_seed = ", ".join(  # "@ step" marks a run that stopped at its threshold
+                f"{r['curve'][-1]['return_mean']:.0f}"
+                + (
+                    f" @ {r['curve'][-1]['env_steps']}"
+                    if r.get("stopped") == "reward_threshold"
+                    else ""
+                )
+                for r in seeds.values()
+            )
             rows.append(
                 f"| {env_id} | {variant} | {steps} | {stat} | {per_seed} | {per_step:.1f} | "
                 f"{wall:.0f} |"
             )
     return "\n".join(rows)
+
+
+def _spread(values: list[float], digits: int = 1) -> str:
+    import numpy as np
+
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (1 seed)"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def speed_table() -> str:
+    """ms per real step while learning, the agent against SAC, per env."""
+    import numpy as np
+
+    report = json.loads((RESULTS / "speed.json").read_text())
+    rows = [
+        "| env | learner | ms per real step | per seed | × SAC |",
+        "|---|---|---|---|---|",
+    ]
+    for env_id, learners in report["ms_per_step"].items():
+        sac = np.mean(list(learners["sac"].values()))
+        for learner in ("dreamer", "sac"):
+            values = list(learners[learner].values())
+            per_seed = ", ".join(f"{v:.1f}" for v in values)
+            ratio = np.mean(values) / sac
+            rows.append(f"| {env_id} | {learner} | {_spread(values)} | {per_seed} | {ratio:.1f} |")
+    return "\n".join(rows)
+
+
+def solve_table() -> str:
+    """Real steps and wall seconds to solve InvertedPendulum-v5, the agent against SAC."""
+    import numpy as np
+
+    report = json.loads((RESULTS / "speed.json").read_text())
+    rows = [
+        "| learner | solved | real steps to solve | wall s to solve | wall s without "
+        "evaluations | per seed (steps / s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    means = {}
+    for learner in ("dreamer", "sac"):
+        seeds = report["solve"][learner].values()
+        done = [r for r in seeds if r["solved"]]
+        steps = [r["env_steps"] for r in done]
+        wall = [r["wall_seconds"] for r in done]
+        train = [r["wall_seconds_without_eval"] for r in done]
+        means[learner] = (np.mean(steps), np.mean(wall), np.mean(train)) if done else None
+        per_seed = ", ".join(
+            f"{r['env_steps']} / {r['wall_seconds']:.0f}" if r["solved"] else "not solved"
+            for r in seeds
+        )
+        rows.append(
+            f"| {learner} | {len(done)} of {len(seeds)} | {_spread(steps, 0) if done else '-'} "
+            f"| {_spread(wall, 0) if done else '-'} | {_spread(train, 0) if done else '-'} "
+            f"| {per_seed} |"
+        )
+    if means["dreamer"] and means["sac"]:
+        ratio = [d / s for d, s in zip(means["dreamer"], means["sac"], strict=True)]
+        rows.append(f"| dreamer ÷ SAC | | {ratio[0]:.2f} | {ratio[1]:.2f} | {ratio[2]:.2f} | |")
+    return "\n".join(rows)
+
+
+def speed_machine() -> str:
+    report = json.loads((RESULTS / "speed.json").read_text())
+    machine = report["machine"]
+    return (
+        f"Measured with {machine['torch_threads']} torch threads on {machine['cpus']} CPUs "
+        f"whose single-thread float32 matmul runs at {machine['matmul_gflops_1_thread']:.0f} "
+        f"GFLOP/s (`{report['command']}`)."
+    )
 
 
 def _loop_behaviour() -> dict:
@@ -241,6 +319,9 @@ TABLES = {
     "params:Hopper-v5": partial(params_vs_error_table, "Hopper-v5"),
     "ratio:Hopper-v5": partial(matched_ratio_table, "Hopper-v5"),
     "adaptive": adaptive_table,
+    "speed": speed_table,
+    "solve": solve_table,
+    "speed-machine": speed_machine,
 }
 MARKER = re.compile(r"^<!-- table: (\S+) -->$", re.M)
 
