@@ -113,7 +113,14 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as err:
-        raise ConfigError(f"cannot make environment {env_id!r}: {err}") from None
+        hint = ""
+        registered = any(name.startswith("dm_control/") for name in gym.registry)
+        if env_id.startswith("dm_control/") and not registered:
+            hint = (
+                "; DeepMind Control ids come from shimmy: pip install 'shimmy[dm-control]' "
+                "(dm_control 1.0.50 needs mujoco < 4)"
+            )
+        raise ConfigError(f"cannot make environment {env_id!r}: {err}{hint}") from None
     try:
         check_box_env(env)
     except TypeError:

@@ -3,6 +3,7 @@ code 2 and a message that names the flag, file or space at fault, never a traceb
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +174,7 @@ CASES = [
     # train
     ("train --steps 10", "--env is required"),
     ("train --env NoSuchEnv-v9", "cannot make environment"),
+    ("train --env dm_control/cartpole-swingup-v0", "pip install 'shimmy[dm-control]'"),
     ("train --env Blackjack-v1 --out {tmp}/t", "flat Box observation"),
     ("train --env CartPole-v1 --planner mppi --out {tmp}/t", "planner samples continuous"),
     ("train --env InvertedPendulum-v5 --steps 0", "steps must be a positive"),
@@ -242,5 +244,7 @@ def test_bad_input_is_one_clear_error(command, expected, bad, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1, err
 
 
-def test_the_probe_is_large_enough():
+def test_the_probe_is_large_enough_and_the_readme_counts_it():
     assert len(CASES) >= 60
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"runs {len(CASES)} bad inputs" in readme
