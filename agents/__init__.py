@@ -13,11 +13,18 @@ from loopwm.agents.dreamer import DreamerAgent
 from loopwm.agents.dyna import DynaCallback, DynaConfig
 from loopwm.agents.planner import LatentPlanner
 from loopwm.agents.run import load_agent
-from loopwm.agents.sb3 import SB3_ALGOS, load_sb3_policy, make_sb3_agent, train_in_dream
+from loopwm.agents.sb3 import (
+    SB3_ALGOS,
+    SB3Actor,
+    load_sb3_policy,
+    make_sb3_agent,
+    train_in_dream,
+)
 from loopwm.agents.train import evaluate_agent, train
 
 __all__ = [
     "SB3_ALGOS",
+    "SB3Actor",
     "DreamerAgent",
     "DreamerConfig",
     "DynaCallback",

@@ -77,6 +77,22 @@ def load_sb3_policy(
     return policy
 
 
+class SB3Actor:
+    """A stable-baselines3 model with the acting half of loopwm's ``Agent`` protocol
+    (``act``, ``reset``), so :func:`loopwm.agents.evaluate_agent` scores it exactly as it
+    scores loopwm's agent (same episodes, same seeds)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def act(self, obs: np.ndarray, *, explore: bool) -> np.ndarray:
+        action, _ = self.model.predict(obs, deterministic=not explore)
+        return action
+
+    def reset(self, envs: list[int] | None = None) -> None:
+        """SB3's MLP policies keep no state between steps."""
+
+
 def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, device: str = "cpu", **kwargs):
     """A stable-baselines3 agent with its default hyperparameters and an MLP policy."""
     import stable_baselines3 as sb3

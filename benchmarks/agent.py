@@ -37,7 +37,14 @@ from machine import machine_info
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
-from loopwm.agents import DreamerConfig, PlannerConfig, TrainConfig, train
+from loopwm.agents import (
+    DreamerConfig,
+    PlannerConfig,
+    SB3Actor,
+    TrainConfig,
+    evaluate_agent,
+    train,
+)
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
 ALGOS = {"sac": SAC, "dqn": DQN, "ppo": PPO}
@@ -66,16 +73,8 @@ class EvalEvery(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.every == 0:
-            returns = []
-            for episode in range(EVAL_EPISODES):
-                obs, _ = self.env.reset(seed=self.seed + EVAL_SEED + episode)
-                total, done = 0.0, False
-                while not done:
-                    action, _ = self.model.predict(obs, deterministic=True)
-                    obs, reward, terminated, truncated, _ = self.env.step(action)
-                    total += float(reward)
-                    done = terminated or truncated
-                returns.append(total)
+            seed = self.seed + EVAL_SEED
+            returns = evaluate_agent(SB3Actor(self.model), self.env, EVAL_EPISODES, seed=seed)
             self.records.append(_record(self.num_timesteps, returns, self.started))
         return True
 

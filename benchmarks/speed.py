@@ -36,7 +36,7 @@ from machine import machine_info
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
-from loopwm.agents import TrainConfig, train
+from loopwm.agents import SB3Actor, TrainConfig, evaluate_agent, train
 
 RESULTS = Path(__file__).parent / "results" / "speed.json"
 RUNS = Path("runs/bench/speed")
@@ -87,16 +87,8 @@ class SacProbe(BaseCallback):
         if self.threshold is None or step % EVAL_EVERY:
             return True
         started = time.perf_counter()
-        returns = []
-        for episode in range(EVAL_EPISODES):
-            obs, _ = self.env.reset(seed=self.seed + EVAL_SEED + episode)
-            total, done = 0.0, False
-            while not done:
-                action, _ = self.model.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = self.env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        seed = self.seed + EVAL_SEED
+        returns = evaluate_agent(SB3Actor(self.model), self.env, EVAL_EPISODES, seed=seed)
         self.eval_seconds += time.perf_counter() - started
         self.evaluations.append(
             {

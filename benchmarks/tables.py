@@ -97,7 +97,9 @@ def agent_table() -> str:
             finals = [r["curve"][-1]["return_mean"] for r in seeds.values()]
             steps = "/".join(str(s) for s in sorted({r["steps"] for r in seeds.values()}))
             wall = np.mean([r["wall_seconds"] for r in seeds.values()])
-            per_step = np.mean([r["wall_seconds"] / r["steps"] * 1000 for r in seeds.values()])
+            per_step = np.mean(  # over the steps each run took (a stopped run took fewer)
+                [r["wall_seconds"] / r["curve"][-1]["env_steps"] * 1000 for r in seeds.values()]
+            )
             stat = f"{np.mean(finals):.1f} ± {np.std(finals):.1f}"
             if len(finals) == 1:
                 stat = f"{finals[0]:.1f} (1 seed)"

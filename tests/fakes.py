@@ -60,3 +60,16 @@ class ImageObservationEnv(ReachOriginEnv):
     def __init__(self) -> None:
         super().__init__()
         self.observation_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+
+
+class RandomAgent:
+    """Acts uniformly at random in ``env``'s action space (a baseline for learning tests)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+
+    def reset(self, envs=None) -> None:
+        pass
+
+    def act(self, obs, explore: bool):
+        return self.env.action_space.sample()

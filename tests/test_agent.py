@@ -17,7 +17,7 @@ from loopwm.errors import CheckpointError
 from loopwm.online_replay import OnlineReplay
 from loopwm.replay import Replay
 
-from .fakes import ImageObservationEnv, ReachOriginEnv
+from .fakes import ImageObservationEnv, RandomAgent, ReachOriginEnv
 
 TINY = DreamerConfig(preset="tiny", horizon=5, imagine_batch=32, hidden_dim=32)
 
@@ -169,16 +169,6 @@ def test_short_training_run_beats_a_random_policy(tmp_path):
         config, tmp_path / "run", make_env=fake_env, progress=False, tensorboard=False, video=False
     )
     trained = summary["final_return_mean"]
-
-    class RandomAgent:
-        def __init__(self, env):
-            self.env = env
-
-        def reset(self):
-            pass
-
-        def act(self, obs, explore):
-            return self.env.action_space.sample()
 
     env = ReachOriginEnv()
     env.action_space.seed(0)

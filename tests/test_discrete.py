@@ -15,7 +15,7 @@ from loopwm.collect import collect
 from loopwm.envs import ActionCodec, DreamEnv, DreamVectorEnv
 from loopwm.replay import Replay
 
-from .fakes import DiscreteReachEnv
+from .fakes import DiscreteReachEnv, RandomAgent
 from .test_agent import TINY, tiny_train_config
 
 QUIET = dict(progress=False, tensorboard=False, video=False)
@@ -83,16 +83,6 @@ def test_a_short_run_on_a_discrete_env_beats_a_random_policy(tmp_path):
     replay = Replay.load(tmp_path / "run" / "replay")
     assert replay.action.shape == (400, 3) and (replay.action.sum(1) == 1).all()
 
-    class RandomAgent:
-        def __init__(self, env):
-            self.env = env
-
-        def reset(self):
-            pass
-
-        def act(self, obs, explore):
-            return self.env.action_space.sample()
-
     env = DiscreteReachEnv()
     env.action_space.seed(0)
     random_return = float(np.mean(evaluate_agent(RandomAgent(env), env, 20, seed=10_000)))
@@ -149,3 +139,22 @@ def test_dyna_refuses_an_agent_with_discrete_actions():
     agent = DQN("MlpPolicy", "CartPole-v1", learning_starts=10, seed=0)
     with pytest.raises(TypeError, match="Box actions"):
         agent.learn(20, callback=DynaCallback())
+
+
+def test_sb3_actor_is_scored_like_the_agent():
+    from stable_baselines3 import DQN
+
+    from loopwm.agents import SB3Actor
+
+    model = DQN("MlpPolicy", "CartPole-v1", seed=0)
+    env = gym.make("CartPole-v1")
+    returns = evaluate_agent(SB3Actor(model), env, 2, seed=7)
+    expected = []
+    for episode in range(2):
+        obs, _ = env.reset(seed=7 + episode)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(model.predict(obs, True)[0])
+            total, done = total + reward, terminated or truncated
+        expected.append(total)
+    assert returns == expected
