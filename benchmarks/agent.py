@@ -59,6 +59,8 @@ BUDGETS = {  # env: (real steps, evaluate every)
 }
 VARIANTS = ("dreamer", "sac", "dreamer-mppi", "dqn", "ppo")
 SB3_VARIANTS = ("sac", "dqn", "ppo")
+CONTINUOUS_ONLY = ("sac", "dreamer-mppi")  # need Box actions
+DISCRETE_ONLY = ("dqn",)  # needs Discrete actions
 
 
 class EvalEvery(BaseCallback):
@@ -174,7 +176,11 @@ def main() -> int:
             steps, every = args.steps, min(every, args.steps)
         if args.quick:
             steps, every = 600, 300
+        discrete = isinstance(gym.make(env_id).action_space, gym.spaces.Discrete)
         for variant in args.variants:
+            if variant in (DISCRETE_ONLY if not discrete else CONTINUOUS_ONLY):
+                print(f"{env_id}: {variant} skipped (it cannot act in this action space)")
+                continue
             for seed in args.seeds:
                 print(f"{env_id} {variant} seed {seed}: {steps} real steps", flush=True)
                 if variant in SB3_VARIANTS:
