@@ -124,11 +124,6 @@ class DreamCore:
         seeds = rng.integers(0, 2**31 - 1, size=n)
         return np.stack([self.real_env.reset(seed=int(s))[0] for s in seeds])
 
-    def check_actions(self, actions: Any, batch: int) -> np.ndarray:
-        """The model's action vectors (batch, action_dim) of ``batch`` env actions, validated
-        (Box actions are clipped to the space; Discrete ones become one-hot)."""
-        return self.actions.check(actions, batch)
-
     @torch.no_grad()
     def encode(self, obs: np.ndarray) -> torch.Tensor:
         """Latents (n, D) of start observations (n, obs_dim); a start state too far from
@@ -225,7 +220,7 @@ class DreamEnv(gym.Env):
     def step(self, action):
         if self._latent is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        action = self.core.check_actions(action, 1)
+        action = self.core.actions.check(action, 1)  # validated; clipped or one-hot
         latent, obs, reward, terminated, batch_info = self.core.step(self._latent, action)
         self._latent, self._obs = latent, obs[0]
         if self.core.renderer is not None:
@@ -324,7 +319,7 @@ class DreamVectorEnv(VectorEnv):
     def step(self, actions):
         if self._latent is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        actions = self.core.check_actions(actions, self.num_envs)
+        actions = self.core.actions.check(actions, self.num_envs)
         latent, obs, reward, terminated, batch_info = self.core.step(self._latent, actions)
         self._steps += 1
         truncated = (

@@ -33,17 +33,23 @@ def check_spaces(
             f"{kind}observations {observation_space}. Image observations are not supported "
             f"yet: flatten them or use state observations"
         )
+    return int(observation_space.shape[0]), check_action_space(action_space, who)
+
+
+def check_action_space(action_space: spaces.Space, who: str = "loopwm") -> int:
+    """The model's ``action_dim`` for a bounded flat Box (its size) or a ``Discrete(n)``
+    (n, one-hot); any other action space is an :class:`UnsupportedError` naming it."""
     if isinstance(action_space, spaces.Discrete):
         if action_space.n < 2:
             raise UnsupportedError(f"{who}: Discrete actions need n >= 2, got {action_space}")
-        return int(observation_space.shape[0]), int(action_space.n)
+        return int(action_space.n)
     if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
         raise UnsupportedError(
             f"{who}: loopwm supports flat Box or Discrete action spaces, got {action_space}"
         )
     if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
         raise UnsupportedError(f"{who}: the action space must be bounded, got {action_space}")
-    return int(observation_space.shape[0]), int(action_space.shape[0])
+    return int(action_space.shape[0])
 
 
 class ActionCodec:
@@ -55,10 +61,9 @@ class ActionCodec:
     """
 
     def __init__(self, space: spaces.Space) -> None:
-        check_spaces(spaces.Box(-1, 1, (1,)), space, "ActionCodec")
+        self.dim = check_action_space(space, "ActionCodec")
         self.space = space
         self.discrete = isinstance(space, spaces.Discrete)
-        self.dim = int(space.n) if self.discrete else int(space.shape[0])
 
     def check(self, actions: Any, batch: int) -> np.ndarray:
         """Vectors (batch, dim) of ``batch`` env actions, validated: a Box's (batch, A)
