@@ -103,6 +103,9 @@ class DreamerConfig:
     """Weight of the critic's regulariser towards the slow critic's predictions."""
     explore_std: float = 0.0
     """Extra Gaussian action noise while collecting (the actor samples already explore)."""
+    uncertainty_penalty: float = 0.0
+    """``λ``: imagined rewards become ``r - λ·u``, ``u`` the ensemble's disagreement
+    (pessimism in imagination, as MOPO); needs ``model_overrides={"ensemble": K >= 2}``."""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """Planning at action selection (``planner.kind="none"`` acts with the actor)."""
 
@@ -115,10 +118,15 @@ class DreamerConfig:
             check_positive(name, getattr(self, name))
         for name in ("gamma", "lam", "return_decay", "slow_critic_decay"):
             check_fraction(name, getattr(self, name))
-        for name in ("entropy_coef", "slow_critic_reg", "explore_std"):
+        for name in ("entropy_coef", "slow_critic_reg", "explore_std", "uncertainty_penalty"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         check_choice("actor_grad", self.actor_grad, ACTOR_GRADS)
+        if self.uncertainty_penalty > 0 and self.model_overrides.get("ensemble", 1) < 2:
+            raise ConfigError(
+                "uncertainty_penalty needs an ensemble world model: set "
+                "model_overrides={'ensemble': 5} (--wm.ensemble 5)"
+            )
 
     def replace(self, **changes: Any) -> DreamerConfig:
         return dataclasses.replace(self, **changes)

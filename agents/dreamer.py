@@ -180,6 +180,7 @@ class Imagination:
     cont: torch.Tensor  # (B, H)
     iters: torch.Tensor  # (B, H) loop iterations per imagined step
     residual: torch.Tensor  # (B, H)
+    uncertainty: torch.Tensor | None = None  # (B, H) members' disagreement (ensembles)
 
 
 class DreamerAgent:
@@ -401,14 +402,18 @@ class DreamerAgent:
 
         with torch.set_grad_enabled(grad):
             rollout = self.world_model.imagine(start, policy=policy, horizon=horizon)
+        reward = rollout.reward
+        if self.config.uncertainty_penalty > 0:  # pessimism where the members disagree
+            reward = reward - self.config.uncertainty_penalty * rollout.uncertainty
         return Imagination(
             latent=torch.cat([start[:, None], rollout.latent], 1),
             action=torch.stack(actions, 1),
             log_prob=torch.stack(log_probs, 1),
-            reward=rollout.reward,
+            reward=reward,
             cont=rollout.cont,
             iters=rollout.iters,
             residual=rollout.residual,
+            uncertainty=rollout.uncertainty,
         )
 
     def update_actor_critic(self, replay) -> dict[str, float]:
@@ -475,6 +480,11 @@ class DreamerAgent:
             "loop/imagine_iters_mean": float(iters.mean()),
             "loop/imagine_iters_max": float(iters.max()),
             "loop/imagine_residual_mean": float(rollout.residual.detach().mean()),
+            **(
+                {"imagine/uncertainty_mean": float(rollout.uncertainty.detach().mean())}
+                if rollout.uncertainty is not None
+                else {}
+            ),
         }
 
     def _critic_step(

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from loopwm.checks import check_positive_int
 from loopwm.config import FitConfig
 from loopwm.envs.spaces import check_spaces
-from loopwm.errors import UnsupportedError
+from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.models import build_model, model_config
 from loopwm.replay import Replay, TransitionColumns
 from loopwm.training import WorldModelTrainer, obs_statistics
@@ -50,12 +50,35 @@ class DynaConfig:
     """Length of each imagined rollout (stops early where the model predicts termination)."""
     cont_threshold: float = 0.5
     """Imagined episodes end where the continuation probability falls below this."""
+    ensemble: int = 1
+    """Members of the world model's ensemble (2 or more to use the two options below)."""
+    uncertainty_penalty: float = 0.0
+    """``λ``: imagined rewards are ``r - λ·u``, ``u`` the members' disagreement (MOPO)."""
+    uncertainty_limit: float | None = None
+    """An imagined rollout stops before the first step whose ``u`` exceeds this (MBPO's
+    trusted short rollouts); ``None``: never."""
     fit: FitConfig = field(default_factory=lambda: FitConfig(batch_size=64, horizon=5))
     """Batch size, horizon and learning rate of the model fits."""
 
     def __post_init__(self) -> None:
-        for name in ("warmup_steps", "refit_every", "first_fit_steps", "rollouts", "horizon"):
+        for name in (
+            "warmup_steps",
+            "refit_every",
+            "first_fit_steps",
+            "rollouts",
+            "horizon",
+            "ensemble",
+        ):
             check_positive_int(name, getattr(self, name))
+        if not self.uncertainty_penalty >= 0:
+            raise ConfigError(f"uncertainty_penalty must be >= 0, got {self.uncertainty_penalty}")
+        if self.uncertainty_limit is not None and not self.uncertainty_limit > 0:
+            raise ConfigError(f"uncertainty_limit must be > 0, got {self.uncertainty_limit}")
+        if self.ensemble == 1 and (self.uncertainty_penalty > 0 or self.uncertainty_limit):
+            raise ConfigError(
+                "uncertainty_penalty and uncertainty_limit need ensemble >= 2 (one member "
+                "has no disagreement to measure)"
+            )
 
 
 class DynaCallback(BaseCallback):
@@ -148,6 +171,7 @@ class DynaCallback(BaseCallback):
                 self.config.preset,
                 obs_dim=replay.obs_dim,
                 action_dim=replay.action_dim,
+                overrides={"ensemble": self.config.ensemble},
             )
             world_model = build_model(self.model_name, config)
             world_model.set_obs_normalizer(*obs_statistics(replay))
@@ -185,8 +209,17 @@ class DynaCallback(BaseCallback):
         done = (rollout.cont < cfg.cont_threshold).cpu().numpy()  # (R, H)
         actions = agent.policy.scale_action(rollout.action.cpu().numpy())
         reward = rollout.reward.cpu().numpy()
-        # An imagined episode ends at its first predicted termination (that step included).
+        trusted = np.ones_like(done)
+        if rollout.uncertainty is not None:
+            uncertainty = rollout.uncertainty.cpu().numpy()
+            reward = reward - cfg.uncertainty_penalty * uncertainty
+            if cfg.uncertainty_limit is not None:
+                trusted = np.cumprod(uncertainty <= cfg.uncertainty_limit, 1).astype(bool)
+            self.logger.record("dyna/uncertainty", float(uncertainty.mean()))
+        # An imagined episode ends at its first predicted termination (that step included),
+        # and a rollout stops before its first step the members disagree on too much.
         alive = np.cumprod(np.concatenate([np.ones_like(done[:, :1]), ~done[:, :-1]], 1), 1)
+        alive = alive.astype(bool) & trusted
         for i, t in zip(*np.nonzero(alive), strict=True):
             agent.replay_buffer.add(
                 observations[i, t : t + 1],

@@ -143,6 +143,8 @@ def train_in_dream(
     start_states: str | os.PathLike | None = None,
     eval_episodes: int = 10,
     seed: int = 0,
+    uncertainty_penalty: float = 0.0,
+    uncertainty_limit: float | None = None,
     out: str | os.PathLike | None = None,
     progress: bool | None = None,
     device: str = "cpu",
@@ -150,8 +152,14 @@ def train_in_dream(
     """Train an SB3 agent entirely inside the world model, then evaluate it in the dream
     and on the real environment.
 
+    ``uncertainty_penalty`` and ``uncertainty_limit`` (ensemble models only) are the
+    :class:`~loopwm.envs.DreamEnv` options the agent trains under: rewards ``r - λ·u`` and
+    episodes truncated where the members disagree by more than the limit.
+
     Returns:
-        ``{"dream_return": (mean, std), "real_return": (mean, std), ...}``; with ``out``,
+        ``{"dream_return": (mean, std), "real_return": (mean, std), ...}``, where
+        ``dream_return`` is scored in the dream the agent trained in and
+        ``dream_return_raw`` in the same model without penalty or limit; with ``out``,
         the agent is saved to ``out/agent.zip`` and the figures to ``out/dream.json``.
     """
     import json
@@ -164,14 +172,21 @@ def train_in_dream(
 
     check_positive_int("steps", steps)
     check_positive_int("eval_episodes", eval_episodes)
+    options = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
     dream = Monitor(
-        make_dream_env(checkpoint, env_id=env_id, start_states=start_states, device=device)
+        make_dream_env(
+            checkpoint, env_id=env_id, start_states=start_states, device=device, **options
+        )
     )
     env_id = dream.unwrapped.core.env_id
     agent = make_sb3_agent(algo, dream, seed=seed, device=device)
     agent.learn(steps, callback=ProgressCallback(steps, f"{algo} in dream", progress))
     dream.reset(seed=seed + 10_000)
     dream_mean, dream_std = evaluate_policy(agent, dream, n_eval_episodes=eval_episodes)
+    raw = Monitor(make_dream_env(checkpoint, env_id=env_id, start_states=start_states))
+    raw.reset(seed=seed + 10_000)
+    raw_mean, raw_std = evaluate_policy(agent, raw, n_eval_episodes=eval_episodes)
+    raw.close()
     real = Monitor(make_env(env_id))
     real.reset(seed=seed + 20_000)
     real_mean, real_std = evaluate_policy(agent, real, n_eval_episodes=eval_episodes)
@@ -181,7 +196,9 @@ def train_in_dream(
         "dream_steps": steps,
         "seed": seed,
         "eval_episodes": eval_episodes,
+        **options,
         "dream_return": [float(dream_mean), float(dream_std)],
+        "dream_return_raw": [float(raw_mean), float(raw_std)],
         "real_return": [float(real_mean), float(real_std)],
     }
     if out is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -31,9 +30,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import stable_baselines3
 import torch
-from machine import machine_info
+from machine import provenance
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -155,14 +153,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {
-        "command": "python " + " ".join(sys.argv),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "gymnasium": gym.__version__,
-        },
-        "machine": machine_info(),
+        **provenance(),
         "eval_episodes": EVAL_EPISODES,
         "runs": {},
     }

@@ -40,6 +40,24 @@ def machine_info() -> dict:
     }
 
 
+def provenance() -> dict:
+    """What every benchmark JSON opens with: the command, package versions and machine."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "gymnasium", "stable_baselines3", "mujoco"):
+        try:
+            versions[package] = version(package.replace("_", "-"))
+        except PackageNotFoundError:
+            continue
+    return {
+        "command": "python " + " ".join(sys.argv),
+        "versions": versions,
+        "machine": machine_info(),
+    }
+
+
 if __name__ == "__main__":
     import json
 

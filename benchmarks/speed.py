@@ -30,9 +30,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import stable_baselines3
 import torch
-from machine import machine_info
+from machine import provenance
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -196,14 +195,7 @@ def main() -> int:
         BUDGET.update(dreamer=500, sac=500)
         QUICK.update(prefill=200, pretrain=10)
     results = {
-        "command": "python " + " ".join(sys.argv),
-        "versions": {
-            "python": sys.version.split()[0],
-            "torch": torch.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "gymnasium": gym.__version__,
-        },
-        "machine": machine_info(),
+        **provenance(),
         "window": list(WINDOW),
         "threshold": THRESHOLD,
         "eval_every": EVAL_EVERY,

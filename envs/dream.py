@@ -45,6 +45,13 @@ class DreamCore:
             of observations (N, obs_dim), or a dataset folder from ``loopwm collect``.
         cont_threshold: terminate when the predicted continuation probability is below it.
         tol, max_iters: loop halting settings for every step (model defaults if ``None``).
+        uncertainty_penalty: ``λ >= 0``; each reward becomes ``r - λ·u`` (MOPO), where
+            ``u`` is the ensemble's disagreement about the next observation (``info``'s
+            ``uncertainty``, in standard deviations of the training data). Needs a model
+            with ``ensemble >= 2``.
+        uncertainty_limit: truncate an episode once ``u`` exceeds this (``> 0``; MBPO-style
+            short rollouts where the model is trusted); ``info["uncertainty_truncated"]``
+            says so. ``None``: never. Needs a model with ``ensemble >= 2``.
         render_mode: ``"rgb_array"`` renders imagined states with the real env's MuJoCo
             model (``None``: no rendering).
     """
@@ -58,12 +65,15 @@ class DreamCore:
         cont_threshold: float = 0.5,
         tol: float | None = None,
         max_iters: int | None = None,
+        uncertainty_penalty: float = 0.0,
+        uncertainty_limit: float | None = None,
         render_mode: str | None = None,
         render_size: tuple[int, int] = (480, 480),
         device: str | torch.device = "cpu",
     ) -> None:
         from loopwm.checkpoint import load
 
+        _check_uncertainty_options(uncertainty_penalty, uncertainty_limit)
         if isinstance(model, WorldModel):
             self.model = model.to(device).eval()
         elif isinstance(model, (str, os.PathLike)):
@@ -107,6 +117,15 @@ class DreamCore:
         )
         self.cont_threshold = cont_threshold
         self.tol, self.max_iters = self.model.loop_settings(tol, max_iters)
+        self.ensemble = cfg.ensemble
+        if self.ensemble == 1 and (uncertainty_penalty > 0 or uncertainty_limit is not None):
+            self.real_env.close()
+            raise ConfigError(
+                "uncertainty_penalty and uncertainty_limit need an ensemble world model "
+                "(fit one with --wm.ensemble 5); this model has a single member"
+            )
+        self.uncertainty_penalty = float(uncertainty_penalty)
+        self.uncertainty_limit = uncertainty_limit
         self.start_states = _load_start_states(start_states, obs_dim)
         self.render_mode = render_mode
         self.renderer = None
@@ -140,8 +159,10 @@ class DreamCore:
     @torch.no_grad()
     def step(self, latent: torch.Tensor, actions: np.ndarray) -> tuple:
         """Imagine one step for a batch of checked actions: returns ``(latent, obs, reward,
-        terminated, info)`` with numpy arrays for everything but the latent; ``info`` holds
-        ``loop_iters``, ``residual`` and ``cont`` arrays."""
+        terminated, truncated, info)`` with numpy arrays for everything but the latent;
+        ``info`` holds ``loop_iters``, ``residual`` and ``cont`` arrays, and with an
+        ensemble ``uncertainty`` and ``uncertainty_truncated``. ``truncated`` is set only
+        by ``uncertainty_limit`` (time limits belong to the envs)."""
         out = self.model.step(latent, self._tensor(actions), tol=self.tol, max_iters=self.max_iters)
         cont = out.cont.cpu().numpy().astype(np.float64)
         info = {
@@ -150,7 +171,16 @@ class DreamCore:
             "cont": cont,
         }
         reward = out.reward.cpu().numpy().astype(np.float64)
-        return out.latent, self.decode(out.latent), reward, cont < self.cont_threshold, info
+        truncated = np.zeros(len(reward), dtype=bool)
+        if out.uncertainty is not None:
+            uncertainty = out.uncertainty.cpu().numpy().astype(np.float64)
+            reward = reward - self.uncertainty_penalty * uncertainty
+            if self.uncertainty_limit is not None:
+                truncated = uncertainty > self.uncertainty_limit
+            info["uncertainty"] = uncertainty
+            info["uncertainty_truncated"] = truncated.copy()
+        terminated = cont < self.cont_threshold
+        return out.latent, self.decode(out.latent), reward, terminated, truncated, info
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> np.ndarray:
@@ -163,6 +193,17 @@ class DreamCore:
 
     def close(self) -> None:
         self.real_env.close()
+
+
+def _check_uncertainty_options(penalty: float, limit: float | None) -> None:
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not penalty >= 0:
+        raise ConfigError(f"uncertainty_penalty must be a number >= 0, got {penalty!r}")
+    if not np.isfinite(penalty):
+        raise ConfigError(f"uncertainty_penalty must be finite, got {penalty!r}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0
+    ):
+        raise ConfigError(f"uncertainty_limit must be a number > 0 (or None), got {limit!r}")
 
 
 def _load_start_states(start_states: StartStates, obs_dim: int) -> np.ndarray | None:
@@ -191,8 +232,10 @@ class DreamEnv(gym.Env):
         env = gym.make("loopwm/Dream-v0", checkpoint="runs/fit/loopwm/model.safetensors")
 
     ``info`` of every step carries ``loop_iters`` (iterations the loop spent) and
-    ``residual`` (its last ``||x^K - x^{K-1}||``), and ``cont`` (continuation probability).
-    See :class:`DreamCore` for the arguments.
+    ``residual`` (its last ``||x^K - x^{K-1}||``), and ``cont`` (continuation probability);
+    with an ensemble model also ``uncertainty`` (the members' disagreement about this
+    observation, in standard deviations of the training data) and
+    ``uncertainty_truncated``. See :class:`DreamCore` for the arguments.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -221,16 +264,14 @@ class DreamEnv(gym.Env):
         if self._latent is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         action = self.core.actions.check(action, 1)  # validated; clipped or one-hot
-        latent, obs, reward, terminated, batch_info = self.core.step(self._latent, action)
+        latent, obs, reward, terminated, truncated, batch_info = self.core.step(
+            self._latent, action
+        )
         self._latent, self._obs = latent, obs[0]
         if self.core.renderer is not None:
             self.core.renderer.advance(self._obs)
-        info = {
-            "loop_iters": int(batch_info["loop_iters"][0]),
-            "residual": float(batch_info["residual"][0]),
-            "cont": float(batch_info["cont"][0]),
-        }
-        return self._obs.copy(), float(reward[0]), bool(terminated[0]), False, info
+        info = {key: value[0].item() for key, value in batch_info.items()}
+        return self._obs.copy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def render(self):
         if self.render_mode is None:
@@ -266,8 +307,9 @@ class DreamVectorEnv(VectorEnv):
 
     Follows gymnasium 1.x next-step autoreset: the step after an episode ends returns that
     env's reset observation with zero reward. Truncation comes from a per-env step counter
-    (``max_episode_steps``, default: the real env's). ``infos`` holds ``loop_iters`` and
-    ``residual`` and ``cont`` arrays.
+    (``max_episode_steps``, default: the real env's) or ``uncertainty_limit``. ``infos``
+    holds ``loop_iters``, ``residual`` and ``cont`` arrays (and ``uncertainty``,
+    ``uncertainty_truncated`` with an ensemble).
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -320,13 +362,12 @@ class DreamVectorEnv(VectorEnv):
         if self._latent is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = self.core.actions.check(actions, self.num_envs)
-        latent, obs, reward, terminated, batch_info = self.core.step(self._latent, actions)
-        self._steps += 1
-        truncated = (
-            self._steps >= self.max_episode_steps
-            if self.max_episode_steps
-            else np.zeros(self.num_envs, dtype=bool)
+        latent, obs, reward, terminated, truncated, batch_info = self.core.step(
+            self._latent, actions
         )
+        self._steps += 1
+        if self.max_episode_steps:
+            truncated |= self._steps >= self.max_episode_steps
         resetting = self._needs_reset
         if resetting.any():
             # next-step autoreset: these envs ended last step; this step is their reset
@@ -339,6 +380,9 @@ class DreamVectorEnv(VectorEnv):
             batch_info["loop_iters"][resetting] = 0
             batch_info["residual"][resetting] = 0.0
             batch_info["cont"][resetting] = 1.0
+            if "uncertainty" in batch_info:
+                batch_info["uncertainty"][resetting] = 0.0
+                batch_info["uncertainty_truncated"][resetting] = False
             self._steps[resetting] = 0
         self._latent = latent
         self._needs_reset = terminated | truncated

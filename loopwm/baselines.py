@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from loopwm.block import LoopBlock
+from loopwm.block import make_block
 from loopwm.checks import check_positive_int
 from loopwm.config import LoopWMConfig
 from loopwm.registry import register_model
@@ -46,31 +46,61 @@ class MLPWorldModel(WorldModel):
     def __init__(self, config: LoopWMConfig) -> None:
         super().__init__(config)
         self.blocks = nn.ModuleList(
-            LoopBlock(config, certified=False) for _ in range(config.mlp_depth)
+            make_block(config, certified=False) for _ in range(config.mlp_depth)
         )
 
     def _transition(self, latent, inject, *, tol, max_iters) -> Transition:
         x = prev = latent
         for block in self.blocks:
             w = block.weights()
-            prev, x = x, block.iterate(w, x, block.project(inject, w))
-        iters = torch.full((x.shape[0],), len(self.blocks), dtype=torch.long, device=x.device)
+            projected = block.project(inject, w)  # (B, D + H), or (K, B, D + H): an ensemble
+            if projected.ndim > x.ndim:
+                x = x.expand(projected.shape[0], *x.shape)
+            prev, x = x, block.iterate(w, x, projected)
+        iters = torch.full(x.shape[:-1], len(self.blocks), dtype=torch.long, device=x.device)
         residual = torch.linalg.vector_norm((x - prev).detach(), dim=-1)
         return Transition(latent=x, iters=iters, residual=residual)
 
 
 @register_model("gru")
 class GRUWorldModel(WorldModel):
-    """Recurrent transition ``h_{t+1} = GRUCell(u, h_t)`` (one pass per step)."""
+    """Recurrent transition ``h_{t+1} = GRUCell(u, h_t)`` (one pass per step); with an
+    ensemble, ``K`` cells run as one batched pass."""
 
     kind = "gru"
 
     def __init__(self, config: LoopWMConfig) -> None:
         super().__init__(config)
-        self.cell = nn.GRUCell(config.inject_dim, config.latent_dim)
+        if config.ensemble == 1:
+            self.cell = nn.GRUCell(config.inject_dim, config.latent_dim)
+        else:
+            self.cells = nn.ModuleList(
+                nn.GRUCell(config.inject_dim, config.latent_dim) for _ in range(config.ensemble)
+            )
 
     def _transition(self, latent, inject, *, tol, max_iters) -> Transition:
-        x = self.cell(inject, latent)
-        iters = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
+        if self.config.ensemble == 1:
+            x = self.cell(inject, latent)
+        else:
+            x = gru_ensemble(self.cells, inject, latent)
+            latent = latent.expand_as(x)
+        iters = torch.ones(x.shape[:-1], dtype=torch.long, device=x.device)
         residual = torch.linalg.vector_norm((x - latent).detach(), dim=-1)
         return Transition(latent=x, iters=iters, residual=residual)
+
+
+def gru_ensemble(cells: nn.ModuleList, inject: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """``K`` GRU cells on the same (B, E) input and (B, D) state in one batched pass:
+    (K, B, D), member ``k`` equal to ``cells[k](inject, latent)``."""
+
+    def stacked(name: str) -> torch.Tensor:
+        return torch.stack([getattr(cell, name) for cell in cells])
+
+    gi = torch.matmul(inject, stacked("weight_ih").mT) + stacked("bias_ih").unsqueeze(-2)
+    gh = torch.matmul(latent, stacked("weight_hh").mT) + stacked("bias_hh").unsqueeze(-2)
+    i_r, i_z, i_n = gi.chunk(3, dim=-1)  # (K, B, D) each, PyTorch's gate order
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    reset = torch.sigmoid(i_r + h_r)
+    update = torch.sigmoid(i_z + h_z)
+    new = torch.tanh(i_n + reset * h_n)
+    return (1.0 - update) * new + update * latent

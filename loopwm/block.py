@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -143,21 +143,15 @@ class LoopBlock(nn.Module):
     def project(self, u: torch.Tensor, w: BlockWeights) -> torch.Tensor:
         """The loop-invariant part of an iteration, computed once per transition.
 
-        Returns (B, D + H): ``[B u + b_out, W_u u + b_u]``.
+        Returns (B, D + H): ``[B u + b_out, W_u u + b_u]``; (K, B, D + H) for the stacked
+        weights of an ensemble (:class:`BlockEnsemble`).
         """
-        bu = u @ w.inject.T + w.out_bias  # (B, D)
-        zu = u @ w.u_weight.T + w.u_bias  # (B, H)
-        return torch.cat([bu, zu], dim=-1)
+        return project(u, w)
 
     def iterate(self, w: BlockWeights, x: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
-        """One iteration ``A*x + B u + R(x, u)`` on (B, D) latents and (B, D + H) projections."""
-        dim = x.shape[-1]
-        bu, zu = projected[:, :dim], projected[:, dim:]
-        # addmm/addcmul fuse the adds into the matmuls: this is the hot loop of imagination.
-        z = self.act(torch.addmm(zu, x, w.x_weight.T))  # (B, H)
-        for weight, bias in w.hidden:
-            z = self.act(torch.addmm(bias, z, weight.T))  # (B, H)
-        return torch.addmm(torch.addcmul(bu, w.decay, x), z, w.out_weight.T)  # (B, D)
+        """One iteration ``A*x + B u + R(x, u)`` on (B, D) latents and (B, D + H) projections
+        (or (K, B, ...) for the stacked weights of an ensemble)."""
+        return iterate(w, x, projected, self.act)
 
     def certificate(self) -> tuple[float, float]:
         """``(c, M)`` in float64 from exact SVDs: the contraction factor, and ``M`` with
@@ -185,3 +179,110 @@ class LoopBlock(nn.Module):
                 + float(w.out_bias.double().norm())
             )
         return contraction, drive
+
+
+def project(u: torch.Tensor, w: BlockWeights) -> torch.Tensor:
+    """``[B u + b_out, W_u u + b_u]`` for (B, E) inputs: (B, D + H), or (K, B, D + H) with
+    weights stacked over ``K`` members (the input is shared by the members)."""
+    if w.decay.ndim == 1:
+        bu = u @ w.inject.T + w.out_bias  # (B, D)
+        zu = u @ w.u_weight.T + w.u_bias  # (B, H)
+    else:
+        bu = torch.matmul(u, w.inject.mT) + w.out_bias.unsqueeze(-2)  # (K, B, D)
+        zu = torch.matmul(u, w.u_weight.mT) + w.u_bias.unsqueeze(-2)  # (K, B, H)
+    return torch.cat([bu, zu], dim=-1)
+
+
+def iterate(w: BlockWeights, x: torch.Tensor, projected: torch.Tensor, act) -> torch.Tensor:
+    """One iteration ``A*x + B u + R(x, u)``: (B, D) latents with one block's weights, or
+    (K, B, D) latents with ``K`` members' stacked weights (one batched matmul per layer)."""
+    dim = x.shape[-1]
+    bu, zu = projected[..., :dim], projected[..., dim:]
+    # addmm/addcmul fuse the adds into the matmuls: this is the hot loop of imagination.
+    if x.ndim == 2:
+        z = act(torch.addmm(zu, x, w.x_weight.T))  # (B, H)
+        for weight, bias in w.hidden:
+            z = act(torch.addmm(bias, z, weight.T))  # (B, H)
+        return torch.addmm(torch.addcmul(bu, w.decay, x), z, w.out_weight.T)  # (B, D)
+    z = act(torch.baddbmm(zu, x, w.x_weight.mT))  # (K, B, H)
+    for weight, bias in w.hidden:
+        z = act(torch.baddbmm(bias.unsqueeze(-2), z, weight.mT))  # (K, B, H)
+    return torch.baddbmm(torch.addcmul(bu, w.decay.unsqueeze(-2), x), z, w.out_weight.mT)
+
+
+def stack_weights(parts: list[BlockWeights]) -> BlockWeights:
+    """The members' effective weights stacked along a new leading dimension; the
+    contraction is the largest member's (each member keeps its own certificate)."""
+    return BlockWeights(
+        decay=torch.stack([p.decay for p in parts]),
+        inject=torch.stack([p.inject for p in parts]),
+        x_weight=torch.stack([p.x_weight for p in parts]),
+        u_weight=torch.stack([p.u_weight for p in parts]),
+        u_bias=torch.stack([p.u_bias for p in parts]),
+        hidden=[
+            (
+                torch.stack([p.hidden[i][0] for p in parts]),
+                torch.stack([p.hidden[i][1] for p in parts]),
+            )
+            for i in range(len(parts[0].hidden))
+        ],
+        out_weight=torch.stack([p.out_weight for p in parts]),
+        out_bias=torch.stack([p.out_bias for p in parts]),
+        contraction=max(p.contraction for p in parts),
+    )
+
+
+class BlockEnsemble(nn.Module):
+    """``K`` independent :class:`LoopBlock` members run as one batched block.
+
+    Same interface as :class:`LoopBlock`; :meth:`weights` stacks the members' effective
+    weights, so :func:`project` and :func:`iterate` work on (K, B, ...) tensors with one
+    batched matmul per layer instead of ``K`` sequential passes. Each member is clipped to
+    its own certificate; :meth:`certificate` reports the largest ``c`` and ``M``.
+    """
+
+    def __init__(self, config: LoopWMConfig, members: int, *, certified: bool = True) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(LoopBlock(config, certified=certified) for _ in range(members))
+        self.act = self.members[0].act
+        self._stacked: BlockWeights | None = None
+        self._stacked_from: list[BlockWeights] = []  # held, so their ids cannot be reused
+
+    def weights(self) -> BlockWeights:
+        parts = [m.weights() for m in self.members]
+        if torch.is_grad_enabled() and not self.members[0]._pinned:
+            return stack_weights(parts)
+        # the members serve cached (or pinned) weights: stack them once per new cache
+        if len(parts) != len(self._stacked_from) or any(
+            a is not b for a, b in zip(parts, self._stacked_from, strict=False)
+        ):
+            self._stacked, self._stacked_from = stack_weights(parts), parts
+        return self._stacked
+
+    @contextmanager
+    def shared_weights(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            for member in self.members:
+                stack.enter_context(member.shared_weights())
+            try:
+                yield
+            finally:
+                self._stacked, self._stacked_from = None, []
+
+    def project(self, u: torch.Tensor, w: BlockWeights) -> torch.Tensor:
+        return project(u, w)
+
+    def iterate(self, w: BlockWeights, x: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+        return iterate(w, x, projected, self.act)
+
+    def certificate(self) -> tuple[float, float]:
+        """The largest ``(c, M)`` over the members (see :meth:`LoopBlock.certificate`)."""
+        certs = [m.certificate() for m in self.members]
+        return max(c for c, _ in certs), max(m for _, m in certs)
+
+
+def make_block(config: LoopWMConfig, *, certified: bool = True) -> LoopBlock | BlockEnsemble:
+    """One block, or an ensemble of ``config.ensemble`` members when it is above 1."""
+    if config.ensemble == 1:
+        return LoopBlock(config, certified=certified)
+    return BlockEnsemble(config, config.ensemble, certified=certified)

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from loopwm.config import LoopWMConfig
 from loopwm.errors import CheckpointError, MissingError, UnsupportedError
 from loopwm.io import atomic_write
-from loopwm.world_model import WorldModel
+from loopwm.world_model import WorldModel, ensemble_size
 
 FORMAT = "loopwm-checkpoint"
 FORMAT_VERSION = 2
@@ -108,7 +108,7 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 
 # Config fields that are sizes of some stored tensor, and counts of stored layers.
 _SIZE_FIELDS = ("obs_dim", "action_dim", "latent_dim", "hidden_dim", "inject_dim", "block_hidden")
-_COUNT_FIELDS = ("block_layers", "mlp_depth")
+_COUNT_FIELDS = ("block_layers", "mlp_depth", "ensemble")
 
 
 def _check_config_fits(path: Path, config: LoopWMConfig, stored: dict[str, tuple]) -> None:
@@ -147,6 +147,12 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from None
     _check_config_fits(path, header["config"], stored)
+    members = ensemble_size(stored)
+    if members != header["config"].ensemble:
+        raise CheckpointError(
+            f"{path}: the file holds an ensemble of {members} member(s), its header says "
+            f"ensemble={header['config'].ensemble}"
+        )
     with torch.device("meta"):
         skeleton = family(header["config"])
     expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}

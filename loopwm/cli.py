@@ -119,6 +119,8 @@ def cmd_dream(args: argparse.Namespace) -> int:
         start_states=args.start_states,
         eval_episodes=args.eval_episodes,
         seed=args.seed,
+        uncertainty_penalty=args.uncertainty_penalty,
+        uncertainty_limit=args.uncertainty_limit,
         out=out,
         progress=_progress(args),
         device=args.device,
@@ -126,6 +128,9 @@ def cmd_dream(args: argparse.Namespace) -> int:
     dream, real = result["dream_return"], result["real_return"]
     print(f"{args.algo} trained for {args.steps} imagined steps in a model of {result['env_id']}")
     print(f"  return in the dream:    {dream[0]:10.2f} +- {dream[1]:.2f}")
+    if args.uncertainty_penalty or args.uncertainty_limit is not None:
+        raw = result["dream_return_raw"]
+        print(f"  ... without penalty/limit: {raw[0]:7.2f} +- {raw[1]:.2f}")
     print(f"  return on the real env: {real[0]:10.2f} +- {real[1]:.2f}")
     print(f"wrote {out}/agent.zip and {out}/dream.json")
     return 0
@@ -411,6 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-states", help="dataset folder to start imagined episodes from")
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--uncertainty-penalty",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="reward r - LAMBDA*u, u the ensemble's disagreement (needs --wm.ensemble >= 2)",
+    )
+    p.add_argument(
+        "--uncertainty-limit",
+        type=float,
+        metavar="U",
+        help="truncate imagined episodes where u > U (needs --wm.ensemble >= 2)",
+    )
     p.add_argument("--out", help="output folder (default runs/dream/ALGO)")
     _common(p)
     p.set_defaults(func=cmd_dream)

@@ -49,6 +49,10 @@ class LoopWMConfig:
     """Hidden layers in ``R``; every matrix that touches ``x`` is spectrally constrained."""
     activation: str = field(default="tanh", metadata={"choices": ACTIVATIONS})
     """Activation inside the loop, one of ``ACTIVATIONS`` (all 1-Lipschitz)."""
+    ensemble: int = 1
+    """Members of the transition ensemble: K blocks (K GRU cells for ``gru``) over one
+    shared encoder, prelude, decoder and heads, run as one batched pass. With K >= 2,
+    :meth:`~loopwm.WorldModel.step` reports the members' disagreement as ``uncertainty``."""
 
     a_max: float = 0.5
     """Upper bound of the diagonal decay ``A`` in ``x <- A*x + B u + R(x, u)``."""
@@ -88,6 +92,7 @@ class LoopWMConfig:
             "inject_dim",
             "block_hidden",
             "block_layers",
+            "ensemble",
             "max_iters",
             "grad_iters",
         ):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loopwm.block import BlockWeights, LoopBlock
+from loopwm.block import BlockWeights, make_block
 from loopwm.checks import check_positive
 from loopwm.config import LoopWMConfig
 from loopwm.errors import ConfigError
@@ -55,10 +55,11 @@ class LoopWM(WorldModel):
 
     def __init__(self, config: LoopWMConfig) -> None:
         super().__init__(config)
-        self.block = LoopBlock(config, certified=self.certified)
+        self.block = make_block(config, certified=self.certified)
 
     def contraction_bound(self) -> float:
-        """``c = max(A) + prod ||W_i||_2`` over the block's x-path, from exact SVDs (float64).
+        """``c = max(A) + prod ||W_i||_2`` over the block's x-path, from exact SVDs (float64);
+        the largest member's with an ensemble.
 
         Always ``<= config.c_max < 1`` for LoopWM, whatever the parameters.
         """
@@ -90,7 +91,9 @@ class LoopWM(WorldModel):
         self, latent: torch.Tensor, inject: torch.Tensor, *, tol: float, max_iters: int
     ) -> Transition:
         w = self.block.weights()
-        projected = self.block.project(inject, w)  # (B, D + H), loop-invariant
+        projected = self.block.project(inject, w)  # (B, D + H) or (K, B, D + H), loop-invariant
+        if projected.ndim == 3:  # an ensemble: every member starts from the same latent
+            latent = latent.expand(projected.shape[0], *latent.shape)
         f = partial(self.block.iterate, w)
         if self.training and (
             self.config.grad_mode == "truncated" or self.config.halting == "fixed"
@@ -122,7 +125,7 @@ class LoopWM(WorldModel):
         if total > tracked:
             with torch.no_grad():
                 start = solve(f, latent, projected, max_iters=total - tracked, stop=None).latent
-        done = torch.full((latent.shape[0],), total - tracked, device=latent.device)
+        done = torch.full(latent.shape[:-1], total - tracked, device=latent.device)
         return self._track(f, start, projected, tracked, done=done)
 
     def _track(self, f, start, projected, tracked: int, *, done: torch.Tensor) -> Transition:

@@ -69,6 +69,8 @@ def solve(
     """
     if max_iters < 1:
         raise ConfigError(f"max_iters must be >= 1, got {max_iters}")
+    if x0.ndim > 2:
+        return _solve_masked(f, x0, inject, max_iters=max_iters, stop=stop)
     batch = x0.shape[0]
     x = x0.clone()
     previous = x0.clone()
@@ -94,6 +96,32 @@ def solve(
             active = active[~stop(x_new, x_old)]
         if active is not None and active.numel() == 0:
             break
+    return Solution(latent=x, previous=previous, iters=iters, residual=residual)
+
+
+def _solve_masked(
+    f: Iteration, x0: torch.Tensor, inject: torch.Tensor, *, max_iters: int, stop: StopRule | None
+) -> Solution:
+    """:func:`solve` for (K, B, D) latents, e.g. the members of an ensemble, whose rows
+    cannot be gathered (each member has its own weights): every row is computed each
+    iteration, and a halted row is frozen where it stopped, so each sample's result and
+    count are those of per-sample halting."""
+    x, previous = x0.clone(), x0.clone()
+    iters = torch.zeros(x0.shape[:-1], dtype=torch.long, device=x0.device)
+    done = torch.zeros(x0.shape[:-1], dtype=torch.bool, device=x0.device)
+    for _ in range(max_iters):
+        x_new = f(x, inject)
+        active = ~done
+        keep = active.unsqueeze(-1)
+        previous = torch.where(keep, x, previous)
+        x = torch.where(keep, x_new, x)
+        iters += active
+        if stop is not None:
+            done = done | stop(x, previous)
+            if bool(done.all()):
+                break
+    # frozen rows keep their last pair, so this is each row's last residual
+    residual = torch.linalg.vector_norm(x - previous, dim=-1)
     return Solution(latent=x, previous=previous, iters=iters, residual=residual)
 
 

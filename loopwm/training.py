@@ -35,7 +35,9 @@ def world_model_loss(
     observation (standardised units), the symlog reward, the continuation flag, and the
     distance of ``h_k`` to the (stop-gradient) encoding of the real next observation,
     weighted ``horizon_discount**k`` and masked past the end of the episode. The
-    observation ``o_0`` is also reconstructed from ``h_0``.
+    observation ``o_0`` is also reconstructed from ``h_0``. An ensemble's members are each
+    scored on their own prediction from the shared latent (their mean carries the rollout
+    on), so every member learns the whole transition.
 
     Args:
         batch: ``obs0`` (B, O), ``action`` (B, H, A), ``next_obs`` (B, H, O),
@@ -64,14 +66,22 @@ def world_model_loss(
     with model.reuse_weights():
         for k in range(horizon):
             out = model.step(latent, actions[:, k])
-            latent = out.latent  # (B, D)
+            latent = out.latent  # (B, D): the members' mean for an ensemble
+            # every member is scored on its own prediction (K, B, D), then averaged over K
+            pred, reward, cont = latent, out.reward_symlog, out.cont_logit
+            if out.members is not None:
+                pred = out.members
+                reward, cont = model.reward_symlog(pred), model.cont_logit(pred)  # (K, B)
             w = step_weight[:, k]  # (B,)
-            obs_err = (model.decode(latent, standardized=True) - target_obs[:, k]).pow(2).mean(-1)
-            reward_err = (out.reward_symlog - target_reward[:, k]).pow(2)
+            obs_err = (model.decode(pred, standardized=True) - target_obs[:, k]).pow(2).mean(-1)
+            reward_err = (reward - target_reward[:, k]).pow(2)
             cont_err = F.binary_cross_entropy_with_logits(
-                out.cont_logit, target_cont[:, k], reduction="none"
+                cont, target_cont[:, k].expand_as(cont), reduction="none"
             )
-            latent_err = (latent - target_latent[:, k]).pow(2).mean(-1)
+            latent_err = (pred - target_latent[:, k]).pow(2).mean(-1)
+            if out.members is not None:
+                obs_err, reward_err = obs_err.mean(0), reward_err.mean(0)
+                cont_err, latent_err = cont_err.mean(0), latent_err.mean(0)
             terms["obs"] = terms["obs"] + (w * obs_err).sum()
             terms["reward"] = terms["reward"] + (w * reward_err).sum()
             terms["cont"] = terms["cont"] + (w * cont_err).sum()
@@ -97,6 +107,23 @@ def world_model_loss(
     return loss, metrics
 
 
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation of two 1-D arrays (ties share their average rank); NaN
+    where either is constant."""
+    rx, ry = _ranks(np.asarray(x, np.float64)), _ranks(np.asarray(y, np.float64))
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    _, groups, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(groups, weights=ranks) / counts)[groups]
+
+
 EVAL_WINDOWS = 2048  # held-out windows scored per evaluation (fixed subset, fixed seed)
 
 
@@ -112,7 +139,12 @@ def evaluate(model: WorldModel, replay, horizon: int, *, limit: int = EVAL_WINDO
     Returns:
         ``obs_mse_1``, ``obs_mse_K``, ``copy_mse_1``, ``copy_mse_K``, ``reward_mse_1``,
         per-step curves ``obs_mse_by_step`` / ``copy_mse_by_step``, loop statistics, and
-        ``iters_per_step`` (an array of every imagined step's iteration count).
+        ``iters_per_step`` (an array of every imagined step's iteration count), and how
+        well each per-sample signal ranks the per-window error: ``{signal}_spearman_1``
+        (first step) and ``{signal}_spearman_K`` (the signal summed over the window
+        against its K-th step error) for ``residual``, ``iters`` and, with an ensemble,
+        ``uncertainty`` (whose mean at the first step is ``uncertainty_mean_1``); a
+        constant signal is left out.
     """
     was_training = model.training
     model.eval()
@@ -129,6 +161,20 @@ def evaluate(model: WorldModel, replay, horizon: int, *, limit: int = EVAL_WINDO
         copy_curve = (copy - target).pow(2).mean(dim=(0, 2))  # (K,)
         reward_mse = (rollout.reward[:, 0] - windows["reward"][:, 0]).pow(2).mean()
         iters = rollout.iters.float()
+        error = (pred - target).pow(2).mean(-1).cpu().numpy()  # (B, K) per window and step
+        signals = {"residual": rollout.residual, "iters": iters}
+        if rollout.uncertainty is not None:
+            signals["uncertainty"] = rollout.uncertainty
+        ranking = {}
+        for name, signal in signals.items():
+            signal = signal.cpu().numpy()
+            first = spearman(signal[:, 0], error[:, 0])
+            summed = spearman(signal.sum(1), error[:, -1])
+            # a constant signal (fixed iteration counts) ranks nothing: left out
+            ranking.update({f"{name}_spearman_1": first} if first == first else {})
+            ranking.update({f"{name}_spearman_K": summed} if summed == summed else {})
+        if rollout.uncertainty is not None:
+            ranking["uncertainty_mean_1"] = float(rollout.uncertainty[:, 0].mean())
         return {
             "windows": int(windows["obs0"].shape[0]),
             "horizon": horizon,
@@ -143,6 +189,7 @@ def evaluate(model: WorldModel, replay, horizon: int, *, limit: int = EVAL_WINDO
             "iters_max": int(iters.max()),
             "latent_norm_max": float(rollout.latent.norm(dim=-1).max()),
             "iters_per_step": rollout.iters.flatten().cpu().numpy(),
+            **ranking,
         }
     finally:
         model.train(was_training)

@@ -17,6 +17,7 @@ stack untied blocks, run a GRU cell, or loop an unconstrained block.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from torch import nn
 
 from loopwm.checks import check_positive_int
 from loopwm.config import LoopWMConfig
-from loopwm.errors import ConfigError, UnsupportedError
+from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
 from loopwm.networks import mlp, symexp
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -45,6 +46,8 @@ class StepOutput:
     iters: torch.Tensor  # (B,) int64 loop iterations spent on each sample
     residual: torch.Tensor  # (B,) ||x^K - x^{K-1}|| at the last iteration
     aux_loss: torch.Tensor | None = None  # extra training loss of the step (a halting gate)
+    members: torch.Tensor | None = None  # (K, B, latent_dim) each member's next latent
+    uncertainty: torch.Tensor | None = None  # (B,) the members' disagreement (ensembles)
 
     @property
     def reward(self) -> torch.Tensor:
@@ -61,9 +64,9 @@ class StepOutput:
 class Transition:
     """What a subclass's ``_transition`` returns."""
 
-    latent: torch.Tensor  # (B, D)
-    iters: torch.Tensor  # (B,) int64
-    residual: torch.Tensor  # (B,)
+    latent: torch.Tensor  # (B, D), or (K, B, D) for an ensemble's members
+    iters: torch.Tensor  # (B,) int64, or (K, B)
+    residual: torch.Tensor  # (B,), or (K, B)
     aux_loss: torch.Tensor | None = None  # extra training loss (e.g. a halting gate)
 
 
@@ -77,6 +80,17 @@ class Rollout:
     cont: torch.Tensor  # (B, T)
     iters: torch.Tensor  # (B, T) int64
     residual: torch.Tensor  # (B, T)
+    uncertainty: torch.Tensor | None = None  # (B, T) members' disagreement (ensembles)
+
+
+_MEMBER_KEY = re.compile(r"(?:^|\.)(?:members|cells)\.(\d+)\.")
+
+
+def ensemble_size(names) -> int:
+    """Members of the ensemble whose weights are named ``names`` (state-dict keys): 1 for
+    a single model."""
+    indices = [int(m.group(1)) for name in names if (m := _MEMBER_KEY.search(name))]
+    return max(indices) + 1 if indices else 1
 
 
 class WorldModel(nn.Module):
@@ -154,6 +168,11 @@ class WorldModel(nn.Module):
     ) -> StepOutput:
         """One imagined transition ``(h_t, a_t) -> h_{t+1}`` with reward and continuation.
 
+        With an ensemble (``config.ensemble = K >= 2``) every member steps from ``h_t``;
+        the output's ``members`` holds their K next latents, ``latent`` their mean (which
+        the heads read), ``iters`` and ``residual`` the largest member's, and
+        ``uncertainty`` their disagreement (:meth:`disagreement`).
+
         Args:
             latent: (B, latent_dim) current latents.
             action: (B, action_dim) actions in the env's units.
@@ -164,14 +183,35 @@ class WorldModel(nn.Module):
         tol, max_iters = self.loop_settings(tol, max_iters)
         inject = self.prelude(torch.cat([latent, action], dim=-1))  # (B, inject_dim)
         tr = self._transition(latent, inject, tol=tol, max_iters=max_iters)
+        if tr.latent.ndim == 2:
+            return StepOutput(
+                latent=tr.latent,
+                reward_symlog=self.reward_symlog(tr.latent),
+                cont_logit=self.cont_logit(tr.latent),
+                iters=tr.iters,
+                residual=tr.residual,
+                aux_loss=tr.aux_loss,
+            )
+        latent = tr.latent.mean(0)
         return StepOutput(
-            latent=tr.latent,
-            reward_symlog=self.reward_symlog(tr.latent),
-            cont_logit=self.cont_logit(tr.latent),
-            iters=tr.iters,
-            residual=tr.residual,
+            latent=latent,
+            reward_symlog=self.reward_symlog(latent),
+            cont_logit=self.cont_logit(latent),
+            iters=tr.iters.amax(0),
+            residual=tr.residual.amax(0),
             aux_loss=tr.aux_loss,
+            members=tr.latent,
+            uncertainty=self.disagreement(tr.latent),
         )
+
+    def disagreement(self, members: torch.Tensor) -> torch.Tensor:
+        """How much an ensemble's members disagree about the next observation: the
+        root-mean-square over observation dimensions of the members' standard deviation,
+        in the model's standardised units (1.0 is one standard deviation of the training
+        data). (K, B, latent_dim) -> (B,)."""
+        predicted = self.decoder(members)  # (K, B, obs_dim), standardised units
+        spread = predicted - predicted.mean(0)  # (K, B, obs_dim); faster than std(0) on CPU
+        return spread.pow(2).mean((0, 2)).sqrt()
 
     def imagine(
         self,
@@ -213,6 +253,11 @@ class WorldModel(nn.Module):
             cont=torch.stack([o.cont for o in outputs], 1),
             iters=torch.stack([o.iters for o in outputs], 1),
             residual=torch.stack([o.residual for o in outputs], 1),
+            uncertainty=(
+                torch.stack([o.uncertainty for o in outputs], 1)
+                if outputs[0].uncertainty is not None
+                else None
+            ),
         )
 
     # ------------------------------------------------------------------ boundaries
@@ -274,6 +319,18 @@ class WorldModel(nn.Module):
             raise ConfigError("mean must be finite and std finite and positive")
         self.obs_mean.copy_(mean)
         self.obs_std.copy_(std)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, refusing weights of another ensemble size (an
+        ensemble's weights into a single model, or the reverse) with a clear error
+        rather than a list of missing keys, and never a silent pick of one member."""
+        stored = ensemble_size(state_dict)
+        if stored != self.config.ensemble:
+            raise CheckpointError(
+                f"the weights hold an ensemble of {stored} member(s), but this {self.kind} "
+                f"model has ensemble={self.config.ensemble}"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

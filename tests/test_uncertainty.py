@@ -1,0 +1,280 @@
+"""Ensembles: batched members, their disagreement, and the dream's penalty and truncation."""
+
+import json
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from loopwm.agents import DreamerAgent, DreamerConfig
+from loopwm.agents.dyna import DynaConfig
+from loopwm.baselines import gru_ensemble
+from loopwm.checkpoint import load, save
+from loopwm.config import FitConfig
+from loopwm.envs.dream import DreamEnv, DreamVectorEnv
+from loopwm.errors import CheckpointError, ConfigError
+from loopwm.fit import fit
+from loopwm.models import MODEL_NAMES, build_model, model_config
+from loopwm.solver import certified_stop, solve
+from loopwm.training import spearman, world_model_loss
+from tests.conftest import random_batch
+
+
+def _model(name: str, members: int, **overrides):
+    torch.manual_seed(0)
+    fields = {"ensemble": members, **overrides}
+    config = model_config(name, "tiny", obs_dim=5, action_dim=2, overrides=fields)
+    return build_model(name, config)
+
+
+@pytest.fixture(scope="module")
+def ensemble_checkpoint(pendulum_data, tmp_path_factory):
+    """A tiny 3-member LoopWM fitted briefly on the pendulum data."""
+    out = tmp_path_factory.mktemp("ensemble_fit")
+    cfg = FitConfig(steps=150, batch_size=32, horizon=4, eval_horizon=3, eval_every=0)
+    _, metrics = fit(
+        pendulum_data,
+        preset="tiny",
+        model_overrides={"ensemble": 3},
+        config=cfg,
+        out=out,
+        progress=False,
+    )
+    return out / "model.safetensors", metrics
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_family_steps_an_ensemble_and_reports_disagreement(name):
+    model = _model(name, 3).eval()
+    latent = model.encode(torch.randn(6, 5))
+    out = model.step(latent, torch.rand(6, 2) * 2 - 1)
+    assert out.members.shape == (3, 6, 16)
+    torch.testing.assert_close(out.latent, out.members.mean(0))
+    assert out.uncertainty.shape == (6,) and (out.uncertainty > 0).all()
+    expected = model.decoder(out.members).std(0, correction=0).pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(out.uncertainty, expected)
+    single = _model(name, 1).eval().step(latent[:, :16], torch.zeros(6, 2))
+    assert single.members is None and single.uncertainty is None
+
+
+def test_masked_solve_of_stacked_members_equals_per_member_halting():
+    model = _model("loopwm", 3).eval()
+    block = model.block
+    stacked = block.weights()
+    inject = model.prelude(torch.randn(7, 16 + 2))
+    projected = block.project(inject, stacked)  # (3, 7, D + H)
+    start = torch.randn(7, 16)
+    stop = certified_stop(stacked.contraction, 1e-3)
+    together = solve(
+        partial(block.iterate, stacked),
+        start.expand(3, 7, 16),
+        projected,
+        max_iters=16,
+        stop=stop,
+    )
+    for k, member in enumerate(block.members):
+        w = member.weights()
+        alone = solve(
+            partial(member.iterate, w), start, member.project(inject, w), max_iters=16, stop=stop
+        )
+        torch.testing.assert_close(together.latent[k], alone.latent, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(together.iters[k], alone.iters)
+        torch.testing.assert_close(together.residual[k], alone.residual, atol=1e-6, rtol=1e-5)
+    assert together.iters.unique().numel() > 1  # samples halted at different iterations
+
+
+def test_batched_gru_members_equal_their_cells():
+    model = _model("gru", 4)
+    inject, latent = torch.randn(5, 16), torch.randn(5, 16)
+    batched = gru_ensemble(model.cells, inject, latent)
+    for k, cell in enumerate(model.cells):
+        torch.testing.assert_close(batched[k], cell(inject, latent))
+
+
+def test_each_member_keeps_its_own_certificate_and_the_bound_is_the_largest():
+    model = _model("loopwm", 4, c_max=0.8, a_max=0.3)
+    with torch.no_grad():  # push every member past its budget: each is clipped to its own
+        for k, member in enumerate(model.block.members):
+            for weight in member.x_matrices():
+                weight.mul_(10.0 * (k + 1))
+    bounds = [member.certificate()[0] for member in model.block.members]
+    assert max(bounds) <= 0.8
+    assert model.contraction_bound() == pytest.approx(max(bounds))
+
+
+def test_training_scores_every_member_on_its_own_prediction():
+    model = _model("loopwm", 3).train()
+    batch = random_batch(model.config)
+    loss, _ = world_model_loss(model, batch, FitConfig(horizon=3))
+    loss.backward()
+    for member in model.block.members:  # every member learns, not only their mean
+        assert member.x_in.weight.grad.abs().sum() > 0
+    # members are not trained through their mean only: the loss is not the mean's loss
+    with torch.no_grad():
+        mean_only = _mean_only_loss(model, batch)
+    assert float(loss.detach()) > float(mean_only)
+
+
+def _mean_only_loss(model, batch):
+    """The same loss with each member replaced by the members' mean (smaller by Jensen)."""
+    original = model.step
+
+    def step(latent, action, **kwargs):
+        out = original(latent, action, **kwargs)
+        out.members = out.latent.expand_as(out.members)
+        return out
+
+    model.step = step
+    try:
+        return world_model_loss(model, batch, FitConfig(horizon=3))[0]
+    finally:
+        del model.step
+
+
+def test_fitted_members_differ_and_agree_more_on_data_than_far_from_it(
+    ensemble_checkpoint, pendulum_data
+):
+    path, metrics = ensemble_checkpoint
+    model = load(path)
+    assert model.config.ensemble == 3
+    held = metrics["heldout"]
+    assert held["uncertainty_mean_1"] > 0
+    assert -1 <= held["uncertainty_spearman_1"] <= 1 and -1 <= held["residual_spearman_1"] <= 1
+    obs = torch.as_tensor(pendulum_data.obs[:500], dtype=torch.float32)
+    action = torch.as_tensor(pendulum_data.action[:500], dtype=torch.float32)
+    with torch.no_grad():
+        near = model.step(model.encode(obs), action).uncertainty
+        far = model.step(model.encode(obs * 20 + 5), action * 0 + 1).uncertainty
+    assert (near > 0).all()
+    assert far.mean() > 3 * near.mean()
+
+
+def test_ensemble_checkpoint_round_trips_bit_for_bit(tmp_path):
+    model = _model("loopwm", 3)
+    save(model, tmp_path / "m.safetensors")
+    loaded = load(tmp_path / "m.safetensors")
+    assert loaded.config.ensemble == 3
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_checkpoint_whose_header_names_another_ensemble_size_is_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save(_model("loopwm", 3), path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    config = json.loads(meta["config"])
+    config["ensemble"] = 2
+    save_file(load_file(str(path)), path, metadata={**meta, "config": json.dumps(config)})
+    with pytest.raises(CheckpointError, match="ensemble of 3 member"):
+        load(path)
+
+
+@pytest.mark.parametrize(("stored", "expected"), [(3, 1), (1, 3)])
+def test_weights_of_another_ensemble_size_are_refused_not_picked(stored, expected):
+    with pytest.raises(CheckpointError, match=f"ensemble of {stored} member.*ensemble={expected}"):
+        _model("gru", expected).load_state_dict(_model("gru", stored).state_dict())
+
+
+def test_dream_penalty_lowers_reward_by_lambda_u_and_limit_truncates(ensemble_checkpoint):
+    path, _ = ensemble_checkpoint
+    plain = DreamEnv(path)
+    penalised = DreamEnv(path, uncertainty_penalty=2.5)
+    plain.reset(seed=3)
+    penalised.reset(seed=3)
+    for action in ([0.5], [-1.0], [0.2]):
+        _, r0, *_, info0 = plain.step(np.array(action, np.float32))
+        _, r1, *_, info1 = penalised.step(np.array(action, np.float32))
+        assert info0["uncertainty"] == info1["uncertainty"] > 0
+        assert r1 == pytest.approx(r0 - 2.5 * info0["uncertainty"], abs=1e-9)
+        assert info1["uncertainty_truncated"] is False
+    limited = DreamEnv(path, uncertainty_limit=1e-9)
+    limited.reset(seed=3)
+    _, _, terminated, truncated, info = limited.step(np.array([0.5], np.float32))
+    assert truncated and info["uncertainty_truncated"] and not terminated
+
+
+def test_dream_vector_env_truncates_where_members_disagree(ensemble_checkpoint):
+    path, _ = ensemble_checkpoint
+    probe = DreamVectorEnv(path, 8)
+    probe.reset(seed=0)
+    *_, infos = probe.step(np.zeros((8, 1), np.float32))
+    limit = float(np.median(infos["uncertainty"]))
+    env = DreamVectorEnv(path, 8, uncertainty_limit=limit)
+    env.reset(seed=0)
+    *_, truncated, infos = env.step(np.zeros((8, 1), np.float32))
+    np.testing.assert_array_equal(truncated, infos["uncertainty"] > limit)
+    np.testing.assert_array_equal(infos["uncertainty_truncated"], truncated)
+    assert 0 < truncated.sum() < 8
+    *_, infos = env.step(np.zeros((8, 1), np.float32))  # the truncated envs reset
+    assert (infos["uncertainty"][truncated] == 0).all()
+
+
+def test_dream_env_with_uncertainty_passes_the_env_checker(ensemble_checkpoint):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("loopwm/Dream-v0", checkpoint=ensemble_checkpoint[0], uncertainty_penalty=1.0)
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"uncertainty_penalty": -1.0}, "uncertainty_penalty must be a number >= 0"),
+        ({"uncertainty_penalty": float("inf")}, "uncertainty_penalty must be finite"),
+        ({"uncertainty_limit": 0.0}, "uncertainty_limit must be a number > 0"),
+        ({"uncertainty_limit": -2}, "uncertainty_limit must be a number > 0"),
+    ],
+)
+def test_bad_uncertainty_options_are_refused(ensemble_checkpoint, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        DreamEnv(ensemble_checkpoint[0], **kwargs)
+
+
+def test_uncertainty_options_on_a_single_model_are_refused(pendulum_checkpoint):
+    for kwargs in ({"uncertainty_penalty": 1.0}, {"uncertainty_limit": 0.5}):
+        with pytest.raises(ConfigError, match="need an ensemble world model"):
+            DreamEnv(pendulum_checkpoint, **kwargs)
+
+
+def test_bad_ensemble_sizes_are_refused():
+    with pytest.raises(ConfigError, match="ensemble"):
+        model_config("loopwm", "tiny", obs_dim=5, action_dim=2, overrides={"ensemble": 0})
+    with pytest.raises(ConfigError, match="uncertainty_penalty needs an ensemble"):
+        DreamerConfig(uncertainty_penalty=1.0)
+    with pytest.raises(ValueError, match="ensemble >= 2"):
+        DynaConfig(uncertainty_limit=0.5)
+    with pytest.raises(ValueError, match="uncertainty_penalty must be >= 0"):
+        DynaConfig(ensemble=2, uncertainty_penalty=-1.0)
+
+
+def test_agent_imagines_with_the_penalty(pendulum_data):
+    env = gym.make("InvertedPendulum-v5")
+    config = DreamerConfig(
+        preset="tiny",
+        horizon=4,
+        imagine_batch=16,
+        hidden_dim=32,
+        uncertainty_penalty=3.0,
+        model_overrides={"ensemble": 2},
+    )
+    agent = DreamerAgent(env.observation_space, env.action_space, config, seed=0)
+    start = agent.world_model.encode(torch.as_tensor(pendulum_data.obs[:16]).float())
+    with torch.no_grad():
+        torch.manual_seed(0)
+        imagined = agent.imagine(start, 4, grad=False)
+        rollout = agent.world_model.imagine(start, agent.to_env(imagined.action))
+    torch.testing.assert_close(imagined.reward, rollout.reward - 3.0 * rollout.uncertainty)
+
+
+def test_spearman_ranks_with_ties():
+    assert spearman(np.arange(10), np.arange(10) ** 3) == pytest.approx(1.0)
+    assert spearman(np.arange(10), -np.arange(10)) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(
+        np.corrcoef([0.5] * 2 + [2.5] * 2, [0, 1, 2, 3])[0, 1]
+    )
+    assert np.isnan(spearman(np.ones(5), np.arange(5)))
