@@ -122,11 +122,6 @@ class DreamerConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         check_choice("actor_grad", self.actor_grad, ACTOR_GRADS)
-        if self.uncertainty_penalty > 0 and self.model_overrides.get("ensemble", 1) < 2:
-            raise ConfigError(
-                "uncertainty_penalty needs an ensemble world model: set "
-                "model_overrides={'ensemble': 5} (--wm.ensemble 5)"
-            )
 
     def replace(self, **changes: Any) -> DreamerConfig:
         return dataclasses.replace(self, **changes)

@@ -232,6 +232,11 @@ class DreamerAgent:
             action_dim=action_dim,
             overrides=cfg.model_overrides,
         )
+        if cfg.uncertainty_penalty > 0 and wm_config.ensemble < 2:
+            raise ConfigError(
+                "uncertainty_penalty needs an ensemble world model: set "
+                "model_overrides={'ensemble': 5} (--wm.ensemble 5)"
+            )
         world_model = build_model(cfg.model, wm_config).to(self.device)
         self.trainer = WorldModelTrainer(world_model, dataclasses.replace(cfg.model_fit, seed=seed))
         latent_dim = wm_config.latent_dim

@@ -183,7 +183,9 @@ def train_in_dream(
     agent.learn(steps, callback=ProgressCallback(steps, f"{algo} in dream", progress))
     dream.reset(seed=seed + 10_000)
     dream_mean, dream_std = evaluate_policy(agent, dream, n_eval_episodes=eval_episodes)
-    raw = Monitor(make_dream_env(checkpoint, env_id=env_id, start_states=start_states))
+    raw = Monitor(
+        make_dream_env(checkpoint, env_id=env_id, start_states=start_states, device=device)
+    )
     raw.reset(seed=seed + 10_000)
     raw_mean, raw_std = evaluate_policy(agent, raw, n_eval_episodes=eval_episodes)
     raw.close()

@@ -229,6 +229,54 @@ def plot_params_vs_error() -> Path:
     return _save(fig, "params_vs_error.png")
 
 
+def plot_uncertainty() -> Path:
+    """Calibration: held-out 1-step error per decile of the ensemble's u, per env and seed;
+    and the returns of SAC trained only in the dream, per variant."""
+    from tables import DREAM_VARIANTS
+
+    report = json.loads((RESULTS / "uncertainty.json").read_text())
+    fig, (cal, ret) = plt.subplots(1, 2, figsize=(11, 4))
+    for (env_id, seeds), color in zip(
+        report["calibration"].items(), ("tab:blue", "tab:orange", "tab:green"), strict=False
+    ):
+        for i, record in enumerate(seeds.values()):
+            bins = record["ensemble"]["deciles"]
+            cal.plot(
+                [b["u_mean"] for b in bins],
+                [b["error_mean"] for b in bins],
+                "o-",
+                color=color,
+                alpha=0.8,
+                label=env_id if i == 0 else None,
+            )
+    cal.set_xscale("log")
+    cal.set_yscale("log")
+    cal.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    cal.set_xlabel("ensemble disagreement u (decile mean)")
+    cal.set_ylabel("held-out 1-step MSE (decile mean)")
+    cal.set_title("calibration of u")
+    cal.legend(fontsize=7)
+    runs = report["dream"].values()
+    names = [v for v in DREAM_VARIANTS if all(v in seed for seed in runs)]
+    for offset, (key, label) in enumerate(
+        (
+            ("dream_return", "in its dream"),
+            ("dream_return_raw", "dream, no penalty"),
+            ("real_return", "real env"),
+        )
+    ):
+        values = [[seed[v][key][0] for seed in runs] for v in names]
+        xs = [i + 0.27 * (offset - 1) for i in range(len(names))]
+        ret.bar(xs, [sum(v) / len(v) for v in values], width=0.27, label=label)
+        for x, seeds in zip(xs, values, strict=True):
+            ret.plot([x] * len(seeds), seeds, "k.", ms=4)
+    ret.set_xticks(range(len(names)), names)
+    ret.set_ylabel("return (10 episodes; dots: seeds)")
+    ret.set_title("SAC trained only in the dream, InvertedPendulum-v5")
+    ret.legend(fontsize=7)
+    return _save(fig, "uncertainty.png")
+
+
 def _save(fig, name: str) -> Path:
     path = RESULTS / name
     fig.tight_layout()
@@ -239,5 +287,5 @@ def _save(fig, name: str) -> Path:
 
 if __name__ == "__main__":
     plots = (plot_fit, plot_throughput, plot_dyna, plot_agent, plot_loop_behaviour)
-    for plot in (*plots, plot_params_vs_error):
+    for plot in (*plots, plot_params_vs_error, plot_uncertainty):
         print(f"wrote {plot()}")

@@ -1,5 +1,6 @@
 """Write docs/results.md: the prose of benchmarks/results_template.md with every table
-generated from benchmarks/results/*.json, so no figure in a table is typed by hand."""
+generated from benchmarks/results/*.json, so no figure in a table is typed by hand; and
+the README's tables, between ``<!-- table: NAME -->`` and ``<!-- end table -->``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 TEMPLATE = Path(__file__).parent / "results_template.md"
 OUTPUT = Path(__file__).parents[1] / "docs" / "results.md"
+README = Path(__file__).parents[1] / "README.md"
 
 
 def pm(stat: dict, digits: int = 3) -> str:
@@ -302,6 +304,112 @@ def adaptive_table() -> str:
     return "\n".join(rows)
 
 
+def _uncertainty() -> dict:
+    return json.loads((RESULTS / "uncertainty.json").read_text())
+
+
+SIGNALS = {
+    "uncertainty": "ensemble u",
+    "latent_disagreement": "ensemble u in latent space",
+    "residual": "loop residual",
+    "iters": "loop iterations",
+}
+
+
+def calibration_table() -> str:
+    """Spearman of each per-sample signal with the held-out 1-step error, per env."""
+    import numpy as np
+
+    report = _uncertainty()
+    rows = [
+        "| env | model | 1-step MSE | " + " | ".join(SIGNALS.values()) + " |",
+        "|---|---|---|" + "---|" * len(SIGNALS),
+    ]
+    for env_id, seeds in report["calibration"].items():
+        for name in ("ensemble", "single"):
+            runs = [seed[name] for seed in seeds.values()]
+            cells = []
+            for signal in SIGNALS:
+                values = [r["spearman_1"][signal] for r in runs if signal in r["spearman_1"]]
+                cells.append(_spread(values, 2) if values else "-")
+            mse = [r["obs_mse_1"] for r in runs]
+            label = f"{name} ({runs[0]['parameters']:,} parameters)"
+            rows.append(
+                f"| {env_id} ({seeds[next(iter(seeds))]['preset']}) | {label} | "
+                f"{np.mean(mse):.4f} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(rows)
+
+
+def uncertainty_cost_table() -> str:
+    report = _uncertainty()
+    k = report["members"]
+    rows = [
+        f"| preset | batch | one model (ms) | ensemble of {k} (ms) | × one model | "
+        f"{k} models in turn (ms) | × one model |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["cost"]:
+        rows.append(
+            f"| {r['preset']} | {r['batch']} | {r['ms_single']:.1f} | {r['ms_ensemble']:.1f} | "
+            f"{r['ratio']:.1f} | {r['ms_sequential']:.1f} | {r['ratio_sequential']:.1f} |"
+        )
+    return "\n".join(rows)
+
+
+DREAM_VARIANTS = {
+    "single": "single model",
+    "ensemble": "ensemble",
+    "penalty": "ensemble, r - λ·u",
+    "limit": "ensemble, truncated at u > limit",
+}
+
+
+def _dream_variants() -> list[tuple[str, list[dict]]]:
+    """``(label, per-seed records)`` of each dream-only SAC variant that ran."""
+    report = _uncertainty()
+    found = []
+    for variant, label in DREAM_VARIANTS.items():
+        runs = [seed[variant] for seed in report["dream"].values() if variant in seed]
+        label = label.replace("λ", f"{report['penalty']:g}").replace(
+            "limit", f"{report['limit']:g}"
+        )
+        if runs:
+            found.append((label, runs))
+    return found
+
+
+def dream_sac_table() -> str:
+    """SAC trained only in the dream: dream, raw-dream and real returns per variant."""
+    import numpy as np
+
+    rows = [
+        "| SAC trained in | return in its dream | in the dream without penalty or limit | "
+        "real return | per seed (real) | real ÷ dream without penalty |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, runs in _dream_variants():
+        dream = [r["dream_return"][0] for r in runs]
+        raw = [r["dream_return_raw"][0] for r in runs]
+        real = [r["real_return"][0] for r in runs]
+        rows.append(
+            f"| {label} | {_spread(dream)} | {_spread(raw)} | {_spread(real)} | "
+            + ", ".join(f"{v:.0f}" for v in real)
+            + f" | {np.mean(real) / np.mean(raw):.0%} |"
+        )
+    return "\n".join(rows)
+
+
+def dream_sac_short() -> str:
+    """The README's version of :func:`dream_sac_table`."""
+    rows = ["| SAC trained only in | dream return | real return |", "|---|---|---|"]
+    for label, runs in _dream_variants():
+        raw = [r["dream_return_raw"][0] for r in runs]
+        real = [r["real_return"][0] for r in runs]
+        rows.append(f"| {label} | {_spread(raw, 0)} | {_spread(real, 0)} |")
+    return "\n".join(rows)
+
+
 def dyna_reports() -> list[dict]:
     """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
     names = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
@@ -324,6 +432,10 @@ TABLES = {
     "speed": speed_table,
     "solve": solve_table,
     "speed-machine": speed_machine,
+    "calibration": calibration_table,
+    "uncertainty-cost": uncertainty_cost_table,
+    "dream-sac": dream_sac_table,
+    "dream-sac-short": dream_sac_short,
 }
 MARKER = re.compile(r"^<!-- table: (\S+) -->$", re.M)
 
@@ -344,23 +456,36 @@ def render(template: str) -> str:
     return header + MARKER.sub(table, template)
 
 
+README_BLOCK = re.compile(r"^(<!-- table: (\S+) -->\n).*?^(<!-- end table -->)$", re.M | re.S)
+
+
+def render_readme(readme: str) -> str:
+    """The README with each marked block's table regenerated."""
+
+    def table(match: re.Match) -> str:
+        return f"{match.group(1)}{TABLES[match.group(2)]()}\n{match.group(3)}"
+
+    return README_BLOCK.sub(table, readme)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if docs/results.md is not up to date"
     )
     args = parser.parse_args()
-    text = render(TEMPLATE.read_text())
+    outputs = {OUTPUT: render(TEMPLATE.read_text()), README: render_readme(README.read_text())}
     if args.check:
-        current = OUTPUT.read_text() if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT} is out of date: run python benchmarks/tables.py")
-            return 1
-        print(f"{OUTPUT} is up to date")
-        return 0
+        stale = [p for p, text in outputs.items() if (p.read_text() if p.exists() else "") != text]
+        for path in stale:
+            print(f"{path} is out of date: run python benchmarks/tables.py")
+        if not stale:
+            print("docs/results.md and the README's tables are up to date")
+        return 1 if stale else 0
     OUTPUT.parent.mkdir(exist_ok=True)
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT}")
+    for path, text in outputs.items():
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

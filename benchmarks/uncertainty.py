@@ -23,6 +23,7 @@ Three parts, each seed side by side:
     python benchmarks/uncertainty.py             # 3 seeds, about 80 minutes on 2 cores
     python benchmarks/uncertainty.py --seeds 0   # one seed
     python benchmarks/uncertainty.py --quick     # smoke run, writes nothing
+    python benchmarks/uncertainty.py --cost-only # re-measure the cost part alone
 """
 
 from __future__ import annotations
@@ -222,6 +223,11 @@ def main() -> int:
     parser.add_argument("--penalty", type=float, default=20.0, help="λ of the penalty variant")
     parser.add_argument("--limit", type=float, default=0.01, help="u limit of the limit variant")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="re-measure only the cost part, replacing it in an existing --out JSON",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny budgets, writes nothing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -233,6 +239,13 @@ def main() -> int:
         fit_cfg = FitConfig(steps=30, batch_size=16, eval_every=0)
         ENVS.update({env_id: "tiny" for env_id in ENVS})
         batches, repeats = [256], 1
+    if args.cost_only:
+        results = json.loads(args.out.read_text())
+        results["cost"] = cost(batches, repeats)
+        results["cost_command"] = provenance()["command"]
+        if not args.quick:
+            args.out.write_text(json.dumps(results, indent=2))
+        return 0
     results = {
         **provenance(),
         "members": MEMBERS,

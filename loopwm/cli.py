@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import sys
 from pathlib import Path
 
@@ -101,6 +102,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"loop iterations per step: mean {held['iters_mean']:.2f}, max {held['iters_max']}")
     if "contraction_bound" in result:
         print(f"contraction bound c = {result['contraction_bound']:.4f}")
+    if "uncertainty_mean_1" in held:
+        print(
+            f"ensemble disagreement u: mean {held['uncertainty_mean_1']:.4f} at the first step; "
+            f"Spearman with the 1-step error {held.get('uncertainty_spearman_1', math.nan):.2f}"
+        )
     print(f"wrote {out}/model.safetensors and {out}/metrics.json")
     if not args.no_tensorboard:
         print(f"TensorBoard logs: tensorboard --logdir {out}/tensorboard")

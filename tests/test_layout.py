@@ -114,6 +114,11 @@ def test_docs_results_is_generated_from_the_benchmark_json():
     assert (ROOT / "docs" / "results.md").read_text() == expected, (
         "docs/results.md is out of date: run python benchmarks/tables.py"
     )
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- table: " in readme
+    assert tables.render_readme(readme) == readme, (
+        "the README's tables are out of date: run python benchmarks/tables.py"
+    )
 
 
 def test_readme_is_a_users_page():

@@ -167,6 +167,7 @@ CASES = [
     ("fit --data {data} --set no_such_field=1", "no world model has"),
     ("fit --data {data} --set c_max", "--set expects KEY=VALUE"),
     ("fit --data {data} --wm.mlp-depth 3", "mlp_depth"),
+    ("fit --data {data} --wm.ensemble 0", "ensemble must be a positive"),
     ("fit --data {data} --out {file}", "is a file, not a folder"),
     ("fit --data {data} --out {checkpoint_dir}", "--force"),
     ("fit --data {data} --device cuda", "sees no CUDA"),
@@ -197,6 +198,10 @@ CASES = [
     ("train --resume {run} --env HalfCheetah-v5", "cannot resume it on"),
     ("train --resume {run} --steps 100", "already taken 250 real steps"),
     ("train --resume {run} --wm.c-max 0.8", "cannot change agent.model_overrides"),
+    (
+        "train --env InvertedPendulum-v5 --agent.uncertainty-penalty 1 --out {tmp}/u",
+        "needs an ensemble",
+    ),
     ("train --resume {corrupt_agent}", "not a readable loopwm agent checkpoint"),
     ("train --resume {no_counters}", "without counters"),
     # eval
@@ -214,6 +219,9 @@ CASES = [
     ("dream --checkpoint {list_extra}", "extra must be a JSON object"),
     ("dream --checkpoint {nan_weights}", "non-finite"),
     ("dream --checkpoint {checkpoint} --algo dqn", "choose --algo from"),
+    ("dream --checkpoint {checkpoint} --uncertainty-penalty 1", "need an ensemble world model"),
+    ("dream --checkpoint {checkpoint} --uncertainty-penalty -1", "uncertainty_penalty must be"),
+    ("dream --checkpoint {checkpoint} --uncertainty-limit 0", "uncertainty_limit must be"),
     ("dream --checkpoint {checkpoint} --algo nope", "--algo"),
     # video
     ("video --out {tmp}/v.mp4", "give --checkpoint"),

@@ -1,5 +1,6 @@
 """Ensembles: batched members, their disagreement, and the dream's penalty and truncation."""
 
+import dataclasses
 import json
 from functools import partial
 
@@ -244,8 +245,11 @@ def test_uncertainty_options_on_a_single_model_are_refused(pendulum_checkpoint):
 def test_bad_ensemble_sizes_are_refused():
     with pytest.raises(ConfigError, match="ensemble"):
         model_config("loopwm", "tiny", obs_dim=5, action_dim=2, overrides={"ensemble": 0})
+    env = gym.make("InvertedPendulum-v5")
     with pytest.raises(ConfigError, match="uncertainty_penalty needs an ensemble"):
-        DreamerConfig(uncertainty_penalty=1.0)
+        DreamerAgent(env.observation_space, env.action_space, DreamerConfig(uncertainty_penalty=1))
+    with pytest.raises(ConfigError, match="uncertainty_penalty must be >= 0"):
+        DreamerConfig(uncertainty_penalty=-1.0)
     with pytest.raises(ValueError, match="ensemble >= 2"):
         DynaConfig(uncertainty_limit=0.5)
     with pytest.raises(ValueError, match="uncertainty_penalty must be >= 0"):
@@ -278,3 +282,52 @@ def test_spearman_ranks_with_ties():
         np.corrcoef([0.5] * 2 + [2.5] * 2, [0, 1, 2, 3])[0, 1]
     )
     assert np.isnan(spearman(np.ones(5), np.arange(5)))
+
+
+def _dyna_run(steps: int, **options):
+    from stable_baselines3 import SAC
+
+    from loopwm.agents.dyna import DynaCallback
+    from tests.test_dyna import TINY
+
+    config = dataclasses.replace(TINY, ensemble=2, **options)
+    env = gym.make("InvertedPendulum-v5")
+    agent = SAC("MlpPolicy", env, seed=0, learning_starts=50, batch_size=32, device="cpu")
+    callback = DynaCallback(config, seed=0)
+    agent.learn(steps, callback=callback)
+    buffer = agent.replay_buffer
+    # SB3 stores a step's real transition after the callback ran: the last refit's
+    # imagined transitions sit between the first steps - 1 real ones and the last one
+    return callback, buffer.rewards[steps - 1 : buffer.size() - 1, 0]
+
+
+def test_dyna_penalises_and_stops_rollouts_where_members_disagree():
+    plain, plain_rewards = _dyna_run(100)
+    penalised, penalised_rewards = _dyna_run(100, uncertainty_penalty=5.0)
+    assert plain.imagined == penalised.imagined > 0
+    assert (penalised_rewards < plain_rewards).all()  # the same rollouts, each reward lowered
+    stopped, _ = _dyna_run(100, uncertainty_limit=1e-9)
+    assert stopped.imagined == 0  # no imagined step is trusted
+
+
+def test_command_line_fits_an_ensemble_and_trains_in_its_penalised_dream(
+    pendulum_dir, tmp_path, capsys
+):
+    from loopwm.cli import main
+
+    fit_out, dream_out = tmp_path / "fit", tmp_path / "dream"
+    command = (
+        f"fit --data {pendulum_dir} --preset tiny --wm.ensemble 2 --steps 20 --batch-size 16 "
+        f"--eval-every 0 --out {fit_out} --quiet --no-tensorboard"
+    )
+    assert main(command.split()) == 0
+    assert "ensemble disagreement u: mean" in capsys.readouterr().out
+    command = (
+        f"dream --checkpoint {fit_out}/model.safetensors --algo ppo --steps 64 "
+        f"--eval-episodes 1 --uncertainty-penalty 2 --out {dream_out} --quiet"
+    )
+    assert main(command.split()) == 0
+    assert "without penalty/limit" in capsys.readouterr().out
+    result = json.loads((dream_out / "dream.json").read_text())
+    assert result["uncertainty_penalty"] == 2.0
+    assert result["dream_return"][0] < result["dream_return_raw"][0]
