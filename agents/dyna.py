@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from loopwm.checks import check_positive_int
+from loopwm.checks import check_nonnegative, check_positive, check_positive_int
 from loopwm.config import FitConfig
 from loopwm.envs.spaces import check_spaces
 from loopwm.errors import ConfigError, UnsupportedError
@@ -70,10 +70,9 @@ class DynaConfig:
             "ensemble",
         ):
             check_positive_int(name, getattr(self, name))
-        if not self.uncertainty_penalty >= 0:
-            raise ConfigError(f"uncertainty_penalty must be >= 0, got {self.uncertainty_penalty}")
-        if self.uncertainty_limit is not None and not self.uncertainty_limit > 0:
-            raise ConfigError(f"uncertainty_limit must be > 0, got {self.uncertainty_limit}")
+        check_nonnegative("uncertainty_penalty", self.uncertainty_penalty)
+        if self.uncertainty_limit is not None:
+            check_positive("uncertainty_limit", self.uncertainty_limit)
         if self.ensemble == 1 and (self.uncertainty_penalty > 0 or self.uncertainty_limit):
             raise ConfigError(
                 "uncertainty_penalty and uncertainty_limit need ensemble >= 2 (one member "

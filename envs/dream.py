@@ -25,7 +25,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from loopwm.checks import check_positive_int
+from loopwm.checks import check_nonnegative, check_positive, check_positive_int
 from loopwm.envs.spaces import ActionCodec, make_env
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
@@ -196,14 +196,9 @@ class DreamCore:
 
 
 def _check_uncertainty_options(penalty: float, limit: float | None) -> None:
-    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not penalty >= 0:
-        raise ConfigError(f"uncertainty_penalty must be a number >= 0, got {penalty!r}")
-    if not np.isfinite(penalty):
-        raise ConfigError(f"uncertainty_penalty must be finite, got {penalty!r}")
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0
-    ):
-        raise ConfigError(f"uncertainty_limit must be a number > 0 (or None), got {limit!r}")
+    check_nonnegative("uncertainty_penalty", penalty)
+    if limit is not None:
+        check_positive("uncertainty_limit", limit)
 
 
 def _load_start_states(start_states: StartStates, obs_dim: int) -> np.ndarray | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -26,6 +27,13 @@ def check_positive(name: str, value: Any) -> float:
     """``value`` if it is a number > 0 (not a bool), else a :class:`ConfigError`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """``value`` if it is a finite number >= 0 (not a bool), else a :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
     return value
 
 

@@ -69,11 +69,13 @@ def world_model_loss(
             latent = out.latent  # (B, D): the members' mean for an ensemble
             # every member is scored on its own prediction (K, B, D), then averaged over K
             pred, reward, cont = latent, out.reward_symlog, out.cont_logit
-            if out.members is not None:
-                pred = out.members
+            if out.members is None:
+                obs = model.decode(latent, standardized=True)  # (B, O)
+            else:
+                pred, obs = out.members, out.member_obs  # (K, B, D), (K, B, O): decoded once
                 reward, cont = model.reward_symlog(pred), model.cont_logit(pred)  # (K, B)
             w = step_weight[:, k]  # (B,)
-            obs_err = (model.decode(pred, standardized=True) - target_obs[:, k]).pow(2).mean(-1)
+            obs_err = (obs - target_obs[:, k]).pow(2).mean(-1)
             reward_err = (reward - target_reward[:, k]).pow(2)
             cont_err = F.binary_cross_entropy_with_logits(
                 cont, target_cont[:, k].expand_as(cont), reduction="none"

@@ -47,6 +47,7 @@ class StepOutput:
     residual: torch.Tensor  # (B,) ||x^K - x^{K-1}|| at the last iteration
     aux_loss: torch.Tensor | None = None  # extra training loss of the step (a halting gate)
     members: torch.Tensor | None = None  # (K, B, latent_dim) each member's next latent
+    member_obs: torch.Tensor | None = None  # (K, B, obs_dim) their decoded obs, standardised
     uncertainty: torch.Tensor | None = None  # (B,) the members' disagreement (ensembles)
 
     @property
@@ -81,6 +82,13 @@ class Rollout:
     iters: torch.Tensor  # (B, T) int64
     residual: torch.Tensor  # (B, T)
     uncertainty: torch.Tensor | None = None  # (B, T) members' disagreement (ensembles)
+
+
+def disagreement(member_obs: torch.Tensor) -> torch.Tensor:
+    """RMS over observation dimensions of the members' standard deviation of their
+    decoded observations: (K, B, obs_dim) -> (B,)."""
+    spread = member_obs - member_obs.mean(0)  # faster than std(0) on CPU
+    return spread.pow(2).mean((0, 2)).sqrt()
 
 
 _MEMBER_KEY = re.compile(r"(?:^|\.)(?:members|cells)\.(\d+)\.")
@@ -193,6 +201,7 @@ class WorldModel(nn.Module):
                 aux_loss=tr.aux_loss,
             )
         latent = tr.latent.mean(0)
+        member_obs = self.decoder(tr.latent)  # (K, B, obs_dim), standardised units
         return StepOutput(
             latent=latent,
             reward_symlog=self.reward_symlog(latent),
@@ -201,7 +210,8 @@ class WorldModel(nn.Module):
             residual=tr.residual.amax(0),
             aux_loss=tr.aux_loss,
             members=tr.latent,
-            uncertainty=self.disagreement(tr.latent),
+            member_obs=member_obs,
+            uncertainty=disagreement(member_obs),
         )
 
     def disagreement(self, members: torch.Tensor) -> torch.Tensor:
@@ -209,9 +219,7 @@ class WorldModel(nn.Module):
         root-mean-square over observation dimensions of the members' standard deviation,
         in the model's standardised units (1.0 is one standard deviation of the training
         data). (K, B, latent_dim) -> (B,)."""
-        predicted = self.decoder(members)  # (K, B, obs_dim), standardised units
-        spread = predicted - predicted.mean(0)  # (K, B, obs_dim); faster than std(0) on CPU
-        return spread.pow(2).mean((0, 2)).sqrt()
+        return disagreement(self.decoder(members))
 
     def imagine(
         self,

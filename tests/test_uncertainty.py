@@ -225,10 +225,10 @@ def test_dream_env_with_uncertainty_passes_the_env_checker(ensemble_checkpoint):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"uncertainty_penalty": -1.0}, "uncertainty_penalty must be a number >= 0"),
-        ({"uncertainty_penalty": float("inf")}, "uncertainty_penalty must be finite"),
-        ({"uncertainty_limit": 0.0}, "uncertainty_limit must be a number > 0"),
-        ({"uncertainty_limit": -2}, "uncertainty_limit must be a number > 0"),
+        ({"uncertainty_penalty": -1.0}, "uncertainty_penalty must be a finite number >= 0"),
+        ({"uncertainty_penalty": float("inf")}, "uncertainty_penalty must be a finite number >= 0"),
+        ({"uncertainty_limit": 0.0}, "uncertainty_limit must be a positive number"),
+        ({"uncertainty_limit": -2}, "uncertainty_limit must be a positive number"),
     ],
 )
 def test_bad_uncertainty_options_are_refused(ensemble_checkpoint, kwargs, message):
@@ -252,7 +252,7 @@ def test_bad_ensemble_sizes_are_refused():
         DreamerConfig(uncertainty_penalty=-1.0)
     with pytest.raises(ValueError, match="ensemble >= 2"):
         DynaConfig(uncertainty_limit=0.5)
-    with pytest.raises(ValueError, match="uncertainty_penalty must be >= 0"):
+    with pytest.raises(ValueError, match="uncertainty_penalty must be a finite number >= 0"):
         DynaConfig(ensemble=2, uncertainty_penalty=-1.0)
 
 
