@@ -33,11 +33,11 @@ from torch.profiler import record_function
 
 from loopwm.agents.config import DreamerConfig
 from loopwm.agents.planner import LatentPlanner
-from loopwm.envs.spaces import ActionCodec, check_spaces
+from loopwm.envs.spaces import ActionCodec, ObsCodec, check_spaces
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.models import build_model, model_config
 from loopwm.networks import mlp, symexp, symlog
-from loopwm.training import WorldModelTrainer, obs_statistics
+from loopwm.training import WorldModelTrainer, set_obs_statistics
 
 
 class Actor(nn.Module):
@@ -187,7 +187,8 @@ class DreamerAgent:
     """World model + actor + critic, trained from a replay, acting with or without a planner.
 
     Args:
-        observation_space: flat Box observations of the real env.
+        observation_space: flat Box or uint8 image observations (H, W, C) of the real env
+            (images: a conv encoder and decoder, see ``LoopWMConfig.image_shape``).
         action_space: bounded Box or Discrete actions of the real env (Discrete: a
             categorical actor, one-hot actions in the world model, no planner).
         config: agent settings (defaults: LoopWM ``small``, horizon 15, no planner).
@@ -208,6 +209,7 @@ class DreamerAgent:
         self.config = cfg = config or DreamerConfig()
         self.device = torch.device(device)
         self.observation_space, self.action_space = observation_space, action_space
+        self.observations = ObsCodec(observation_space, "DreamerAgent")
         self.actions = ActionCodec(action_space)
         if self.actions.discrete:
             if cfg.planner.kind != "none":
@@ -230,6 +232,7 @@ class DreamerAgent:
             cfg.preset,
             obs_dim=obs_dim,
             action_dim=action_dim,
+            image_shape=self.observations.image_shape,
             overrides=cfg.model_overrides,
         )
         if cfg.uncertainty_penalty > 0 and wm_config.ensemble < 2:
@@ -311,19 +314,10 @@ class DreamerAgent:
 
         The observation is checked here (shape, finite values): this is where real data
         enters the agent."""
-        obs = np.asarray(obs, dtype=np.float32)
-        shape = self.observation_space.shape
-        single = obs.shape == shape
-        if not single and (obs.ndim != len(shape) + 1 or obs.shape[1:] != shape or not len(obs)):
-            raise ConfigError(
-                f"obs must have shape {shape} (one env) or (N, {', '.join(map(str, shape))}) "
-                f"(N envs), got {obs.shape}"
-            )
-        if not np.isfinite(obs).all():
-            raise ConfigError("obs contains NaN or inf")
+        obs, single = self.observations.to_vectors(obs)  # (N, O) float32, checked
         with record_function("agent/act"):
             if single:
-                return self._act(obs[None], explore, plans=None)[0]
+                return self._act(obs, explore, plans=None)[0]
             return self._act(obs, explore, plans=self._plans)
 
     def _act(self, obs: np.ndarray, explore: bool, plans: list | None) -> np.ndarray:
@@ -361,7 +355,7 @@ class DreamerAgent:
     # ------------------------------------------------------------------ learning
     def prepare(self, replay) -> None:
         """Fix the world model's observation standardisation from the first stored data."""
-        self.world_model.set_obs_normalizer(*obs_statistics(replay))
+        set_obs_statistics(self.world_model, replay)
         self.normalizer_set = True
 
     def update(self, replay) -> dict[str, float]:

@@ -27,7 +27,7 @@ from loopwm.envs.spaces import check_spaces
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.models import build_model, model_config
 from loopwm.replay import Replay, TransitionColumns
-from loopwm.training import WorldModelTrainer, obs_statistics
+from loopwm.training import WorldModelTrainer, set_obs_statistics
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,11 @@ class DynaCallback(BaseCallback):
                 "DynaCallback supports agents with a single environment (n_envs=1)"
             )
         check_spaces(self.model.observation_space, self.model.action_space, "DynaCallback")
+        if len(self.model.observation_space.shape) != 1:
+            raise UnsupportedError(
+                f"DynaCallback imagines flat observations for SB3's MLP policies, got "
+                f"{self.model.observation_space}; for pixels use loopwm train (the agent)"
+            )
         if not isinstance(self.model.action_space, gym.spaces.Box):
             raise UnsupportedError(
                 f"DynaCallback imagines for agents with Box actions (SAC, TD3, DDPG), got "
@@ -173,7 +178,7 @@ class DynaCallback(BaseCallback):
                 overrides={"ensemble": self.config.ensemble},
             )
             world_model = build_model(self.model_name, config)
-            world_model.set_obs_normalizer(*obs_statistics(replay))
+            set_obs_statistics(world_model, replay)
             self.trainer = WorldModelTrainer(world_model, self.config.fit)
             steps = self.config.first_fit_steps
         else:

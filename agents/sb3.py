@@ -94,7 +94,8 @@ class SB3Actor:
 
 
 def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, device: str = "cpu", **kwargs):
-    """A stable-baselines3 agent with its default hyperparameters and an MLP policy."""
+    """A stable-baselines3 agent with its default hyperparameters and an MLP policy (a
+    CNN policy for image observations, see :func:`sb3_policy_name`)."""
     import stable_baselines3 as sb3
 
     algo = algo.lower()
@@ -106,7 +107,17 @@ def make_sb3_agent(algo: str, env: gym.Env, *, seed: int = 0, device: str = "cpu
         raise ConfigError(
             f"SB3 {algo.upper()} cannot act in {env.action_space}; choose --algo from {fits}"
         )
-    return getattr(sb3, algo.upper())("MlpPolicy", env, seed=seed, device=device, **kwargs)
+    policy = sb3_policy_name(env.observation_space)
+    return getattr(sb3, algo.upper())(policy, env, seed=seed, device=device, **kwargs)
+
+
+def sb3_policy_name(space: gym.spaces.Space) -> str:
+    """SB3's ``CnnPolicy`` for images its NatureCNN can read (uint8, at least 36x36, any
+    number of stacked channels), else ``MlpPolicy``."""
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    image = is_image_space(space, check_channels=False)
+    return "CnnPolicy" if image and min(space.shape[:2]) >= 36 else "MlpPolicy"
 
 
 class ProgressCallback(BaseCallback):

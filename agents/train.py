@@ -39,7 +39,7 @@ from loopwm.agents.run import (
     write_config,
 )
 from loopwm.checks import check_positive_int, progress_disabled
-from loopwm.envs.spaces import ActionCodec, check_box_env, dataset_meta, make_env
+from loopwm.envs.spaces import ActionCodec, ObsCodec, check_box_env, dataset_meta, make_env
 from loopwm.errors import ConfigError, ExistsError
 from loopwm.io import check_output_dir, write_json
 from loopwm.online_replay import OnlineReplay
@@ -122,12 +122,14 @@ def default_replay(root: Path, env: gym.Env, config: TrainConfig, resume: bool) 
     if resume and (root / "meta.json").is_file():
         return OnlineReplay.resume(root, capacity=config.replay_capacity)
     meta = dataset_meta(config.env_id, env, policy="loopwm-train", seed=config.seed)
+    observations = ObsCodec(env.observation_space)
     return OnlineReplay(
         root,
-        obs_dim=env.observation_space.shape[0],
+        obs_dim=observations.dim,
         action_dim=ActionCodec(env.action_space).dim,
         meta=meta,
         capacity=config.replay_capacity,
+        obs_dtype=observations.storage_dtype,
     )
 
 

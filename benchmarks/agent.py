@@ -14,6 +14,8 @@ variant) at fixed step counts. Variants:
     python benchmarks/agent.py --envs HalfCheetah-v5 --seeds 0 --out results/agent_cheetah.json
     python benchmarks/agent.py --envs CartPole-v1 --variants dreamer dqn ppo \
         --out benchmarks/results/agent_cartpole.json
+    python benchmarks/agent.py --envs InvertedPendulum-v5 pixels/InvertedPendulum-v5 \
+        --variants dreamer --stop-at-threshold --threads 2 --out benchmarks/results/pixels.json
     python benchmarks/agent.py --quick                 # smoke run, writes nothing
 
 Results are rewritten after every run, so an interrupted benchmark keeps what finished.
@@ -43,6 +45,7 @@ from loopwm.agents import (
     evaluate_agent,
     train,
 )
+from loopwm.envs import make_env  # pixel ids (pixels/...) too
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
 ALGOS = {"sac": SAC, "dqn": DQN, "ppo": PPO}
@@ -54,6 +57,7 @@ BUDGETS = {  # env: (real steps, evaluate every)
     "Pendulum-v1": (10_000, 2_000),
     "HalfCheetah-v5": (50_000, 10_000),
     "CartPole-v1": (10_000, 1_000),
+    "pixels/InvertedPendulum-v5": (10_000, 1_000),  # 64x64 frames, 3 stacked
 }
 VARIANTS = ("dreamer", "sac", "dreamer-mppi", "dqn", "ppo")
 SB3_VARIANTS = ("sac", "dqn", "ppo")
@@ -167,7 +171,7 @@ def main() -> int:
             steps, every = args.steps, min(every, args.steps)
         if args.quick:
             steps, every = 600, 300
-        discrete = isinstance(gym.make(env_id).action_space, gym.spaces.Discrete)
+        discrete = isinstance(make_env(env_id).action_space, gym.spaces.Discrete)
         for variant in args.variants:
             if variant in (DISCRETE_ONLY if not discrete else CONTINUOUS_ONLY):
                 print(f"{env_id}: {variant} skipped (it cannot act in this action space)")

@@ -410,6 +410,53 @@ def dream_sac_short() -> str:
     return "\n".join(rows)
 
 
+PIXEL_BAR = 900  # issue 14's bar for the pixel task
+
+
+def pixels_table() -> str:
+    """The same agent on state and on pixel observations of one env (results/pixels.json):
+    real steps and wall seconds to the first evaluation >= PIXEL_BAR."""
+    report = json.loads((RESULTS / "pixels.json").read_text())
+    rows = [
+        f"| observations | seed | first eval ≥ {PIXEL_BAR}: real steps | wall seconds | "
+        "last eval return | real steps run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for env_id, variants in report["runs"].items():
+        for seed, run in variants["dreamer"].items():
+            hit = next((e for e in run["curve"] if e["return_mean"] >= PIXEL_BAR), None)
+            steps, wall = (
+                (f"{hit['env_steps']:,}", f"{hit['wall_seconds']:.0f}")
+                if hit
+                else ("not reached", "")
+            )
+            last = run["curve"][-1]
+            rows.append(
+                f"| {env_id} | {seed} | {steps} | {wall} | {last['return_mean']:.0f} | "
+                f"{last['env_steps']:,} |"
+            )
+    return "\n".join(rows)
+
+
+def pixels_cost_table() -> str:
+    """One agent update and its memory, state against pixels
+    (results/update_profile_pixels.json)."""
+    report = json.loads((RESULTS / "update_profile_pixels.json").read_text())
+    rows = [
+        "| observations | ms per update | world-model update ms | act ms | env step ms | "
+        "replay bytes per transition | peak memory MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["runs"]:
+        rows.append(
+            f"| {r['env_id']} | {r['ms_per_update']:.0f} | "
+            f"{r['ms_per_update_by_phase']['agent/world_model_update']:.0f} | "
+            f"{r['ms_per_act']:.2f} | {r['ms_per_env_step']:.2f} | "
+            f"{r['replay_bytes_per_transition']:,.0f} | {r['peak_rss_mb']:,.0f} |"
+        )
+    return "\n".join(rows)
+
+
 def dyna_reports() -> list[dict]:
     """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
     names = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
@@ -436,6 +483,8 @@ TABLES = {
     "uncertainty-cost": uncertainty_cost_table,
     "dream-sac": dream_sac_table,
     "dream-sac-short": dream_sac_short,
+    "pixels": pixels_table,
+    "pixels-cost": pixels_cost_table,
 }
 MARKER = re.compile(r"^<!-- table: (\S+) -->$", re.M)
 

@@ -9,7 +9,12 @@ not share torch's thread pool.
 
     python benchmarks/update_profile.py                 # InvertedPendulum-v5, 1 and 2 threads
     python benchmarks/update_profile.py --envs HalfCheetah-v5 --threads 1
+    python benchmarks/update_profile.py --envs InvertedPendulum-v5 pixels/InvertedPendulum-v5 \
+        --threads 1 --out benchmarks/results/update_profile_pixels.json   # state vs pixels
     python benchmarks/update_profile.py --quick         # smoke run, writes nothing
+
+Each run also records its process's peak memory and the replay's bytes per stored
+transition (pixels are stored as uint8).
 
 The machine's single-thread matmul rate is recorded beside the figures: machines of one
 kind differ by 3x, so times are comparable only through it.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -43,19 +49,20 @@ PHASES = (
 
 def profile(env_id: str, threads: int, updates: int, acts: int, seed: int) -> dict:
     """Milliseconds per update and per acting step, by phase, in this process."""
-    import gymnasium as gym
-
     from loopwm.agents import DreamerAgent
+    from loopwm.envs import ActionCodec, ObsCodec, make_env
     from loopwm.online_replay import OnlineReplay
 
     torch.set_num_threads(threads)
-    env = gym.make(env_id)
+    env = make_env(env_id)
     agent = DreamerAgent(env.observation_space, env.action_space, seed=seed)
+    observations = ObsCodec(env.observation_space)
     with tempfile.TemporaryDirectory() as folder:
         replay = OnlineReplay(
             Path(folder) / "replay",
-            obs_dim=env.observation_space.shape[0],
-            action_dim=env.action_space.shape[0],
+            obs_dim=observations.dim,
+            action_dim=ActionCodec(env.action_space).dim,
+            obs_dtype=observations.storage_dtype,
         )
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
@@ -86,6 +93,8 @@ def profile(env_id: str, threads: int, updates: int, acts: int, seed: int) -> di
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(profiled):
                 agent.update(replay)
+        replay_bytes = sum(getattr(replay, k).nbytes for k in ("obs", "next_obs", "action"))
+        stored = len(replay)
         replay.close()
     totals = {e.key: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key in PHASES}
     per_update = {k: totals.get(k, 0.0) / profiled for k in PHASES if k != "agent/act"}
@@ -98,6 +107,8 @@ def profile(env_id: str, threads: int, updates: int, acts: int, seed: int) -> di
         "ms_per_update_by_phase": per_update,  # under the profiler: a split, not a total
         "ms_per_act": 1e3 * act_seconds / acts,
         "ms_per_env_step": 1e3 * env_seconds / acts,
+        "replay_bytes_per_transition": replay_bytes / stored,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "matmul_gflops_1_thread": matmul_gflops(1),
     }
 
@@ -109,6 +120,7 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=50)
     parser.add_argument("--acts", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="smoke run, writes nothing")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -136,6 +148,7 @@ def main() -> int:
                 f"{env_id} threads {threads}: update {record['ms_per_update']:.1f} ms "
                 f"({phases}); act {record['ms_per_act']:.2f} ms, "
                 f"env {record['ms_per_env_step']:.3f} ms; "
+                f"peak memory {record['peak_rss_mb']:.0f} MB; "
                 f"matmul {record['matmul_gflops_1_thread']:.0f} GFLOP/s per thread",
                 flush=True,
             )
@@ -150,8 +163,8 @@ def main() -> int:
             "machine": machine_info(),
             "runs": runs,
         }
-        RESULTS.write_text(json.dumps(report, indent=2))
-        print(f"wrote {RESULTS}")
+        args.out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
     return 0
 
 

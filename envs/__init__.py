@@ -4,16 +4,22 @@
   environment, registered as ``loopwm/Dream-v0`` (``gymnasium.make`` and ``make_vec``).
 - ``loopwm/BouncingBall-v0``: loopwm's contact task (:mod:`loopwm.envs.bouncing_ball`),
   where ``info["contact"]`` marks the hard transitions.
+- ``pixels/<id>`` (any rendering env, e.g. ``pixels/InvertedPendulum-v5``) through
+  :func:`make_env`: the env observed through its last three 64x64 frames
+  (:class:`PixelObservation`, :func:`make_pixel_env`).
 - :func:`check_spaces` / :func:`check_box_env`: the boundary check applied to every
-  real environment and agent; :class:`ActionCodec` maps Box and Discrete actions to the
-  vectors a world model sees (one-hot for Discrete).
+  real environment and agent; :class:`ObsCodec` and :class:`ActionCodec` map flat or
+  image observations and Box or Discrete actions to the vectors a world model sees
+  (flattened pixels, one-hot actions).
 """
 
 import gymnasium as gym
 
 from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
+from loopwm.envs.pixels import PixelObservation, make_pixel_env
 from loopwm.envs.spaces import (
     ActionCodec,
+    ObsCodec,
     box_space_meta,
     check_box_env,
     check_spaces,
@@ -38,6 +44,8 @@ if "loopwm/BouncingBall-v0" not in gym.registry:
 __all__ = [
     "ActionCodec",
     "DreamEnv",
+    "ObsCodec",
+    "PixelObservation",
     "DreamVectorEnv",
     "box_space_meta",
     "check_box_env",
@@ -45,5 +53,6 @@ __all__ = [
     "dataset_meta",
     "make_dream_env",
     "make_env",
+    "make_pixel_env",
     "space_meta",
 ]

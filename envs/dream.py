@@ -26,8 +26,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from loopwm.checks import check_nonnegative, check_positive, check_positive_int
-from loopwm.envs.spaces import ActionCodec, make_env
-from loopwm.errors import ConfigError, UnsupportedError
+from loopwm.envs.pixels import newest_frame
+from loopwm.envs.spaces import ActionCodec, ObsCodec, make_env
+from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
 
 ModelSource = WorldModel | str | os.PathLike
@@ -53,7 +54,7 @@ class DreamCore:
             short rollouts where the model is trusted); ``info["uncertainty_truncated"]``
             says so. ``None``: never. Needs a model with ``ensemble >= 2``.
         render_mode: ``"rgb_array"`` renders imagined states with the real env's MuJoCo
-            model (``None``: no rendering).
+            model, or an image model's decoded frames (``None``: no rendering).
     """
 
     def __init__(
@@ -90,25 +91,34 @@ class DreamCore:
             raise ConfigError(f"cont_threshold must be in [0, 1], got {cont_threshold}")
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if render_mode is not None:
+        cfg = self.model.config
+        # an image model's render() shows its decoded frames; a state model's renders the
+        # imagined state with the real env's MuJoCo model
+        self.image = bool(cfg.image_shape)
+        if render_mode is not None and not self.image:
             from loopwm.envs.render import check_renderable
 
             check_renderable(self.env_id)
         width, height = render_size
         kwargs = (
-            {"render_mode": "rgb_array", "width": width, "height": height} if render_mode else {}
+            {"render_mode": "rgb_array", "width": width, "height": height}
+            if render_mode and not self.image
+            else {}
         )
         self.real_env = make_env(self.env_id, **kwargs)
-        # make_env has checked the spaces: flat Box observations, Box or Discrete actions
-        obs_dim = self.real_env.observation_space.shape[0]
+        # make_env has checked the spaces: flat Box or image observations, Box or Discrete
+        self.observations = ObsCodec(self.real_env.observation_space)
+        obs_dim = self.observations.dim
         self.actions = ActionCodec(self.real_env.action_space)
         action_dim = self.actions.dim
-        cfg = self.model.config
-        if (cfg.obs_dim, cfg.action_dim) != (obs_dim, action_dim):
+        model_space = _describe(cfg.obs_dim, cfg.image_shape)
+        env_space = _describe(obs_dim, self.observations.image_shape)
+        if model_space != env_space or cfg.action_dim != action_dim:
             self.real_env.close()
-            raise ConfigError(
-                f"the model predicts {cfg.obs_dim}-dim observations from {cfg.action_dim}-dim "
-                f"actions, but {self.env_id} has {obs_dim} and {action_dim}"
+            raise CheckpointError(
+                f"the model was fitted on {model_space} with {cfg.action_dim}-dim actions, "
+                f"but {self.env_id} has {env_space} ({self.real_env.observation_space}) "
+                f"and {action_dim}-dim actions"
             )
         self.observation_space: spaces.Box = self.real_env.observation_space
         self.action_space: spaces.Box | spaces.Discrete = self.real_env.action_space
@@ -126,10 +136,10 @@ class DreamCore:
             )
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.uncertainty_limit = uncertainty_limit
-        self.start_states = _load_start_states(start_states, obs_dim)
+        self.start_states = _load_start_states(start_states, self.observations)
         self.render_mode = render_mode
         self.renderer = None
-        if render_mode is not None:
+        if render_mode is not None and not self.image:
             from loopwm.envs.render import StateRenderer
 
             self.renderer = StateRenderer(self.real_env)
@@ -137,17 +147,20 @@ class DreamCore:
         self._dtype = next(self.model.parameters()).dtype
 
     def sample_start_obs(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """(n, obs_dim) start observations drawn with ``rng``."""
+        """(n, *shape) start observations drawn with ``rng``, in the observation space's
+        shape."""
+        shape = self.observation_space.shape
         if self.start_states is not None:
-            return self.start_states[rng.integers(0, len(self.start_states), size=n)]
+            rows = self.start_states[rng.integers(0, len(self.start_states), size=n)]
+            return rows.reshape(n, *shape)
         seeds = rng.integers(0, 2**31 - 1, size=n)
         return np.stack([self.real_env.reset(seed=int(s))[0] for s in seeds])
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray) -> torch.Tensor:
-        """Latents (n, D) of start observations (n, obs_dim); a start state too far from
+        """Latents (n, D) of start observations (n, *shape); a start state too far from
         anything the model can represent (its latent overflows) is a clear error."""
-        latent = self.model.encode(self._tensor(obs))
+        latent = self.model.encode(self._tensor(np.asarray(obs).reshape(len(obs), -1)))
         if not torch.isfinite(latent).all():
             worst = float(np.abs(np.asarray(obs, dtype=np.float64)).max())
             raise ConfigError(
@@ -184,9 +197,9 @@ class DreamCore:
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> np.ndarray:
-        obs = self.model.decode(latent)
-        obs = obs.cpu().numpy().astype(self.observation_space.dtype)
-        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+        """Observations (n, *shape) of latents (n, D), in the real env's space: clipped to
+        its bounds (images: rounded to uint8 pixels)."""
+        return self.observations.to_env(self.model.decode(latent).cpu().numpy())
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), device=self._device, dtype=self._dtype)
@@ -195,13 +208,21 @@ class DreamCore:
         self.real_env.close()
 
 
+def _describe(obs_dim: int, image_shape: tuple) -> str:
+    if image_shape:
+        return "{}x{}x{} images".format(*image_shape)
+    return f"{obs_dim}-dim observations"
+
+
 def _check_uncertainty_options(penalty: float, limit: float | None) -> None:
     check_nonnegative("uncertainty_penalty", penalty)
     if limit is not None:
         check_positive("uncertainty_limit", limit)
 
 
-def _load_start_states(start_states: StartStates, obs_dim: int) -> np.ndarray | None:
+def _load_start_states(start_states: StartStates, observations: ObsCodec) -> np.ndarray | None:
+    """Start observations as flat rows (N, obs_dim): a dataset folder's, or an array of
+    flat rows or of observations in the space's shape (N, *shape)."""
     if start_states is None:
         return None
     if isinstance(start_states, (str, os.PathLike)):
@@ -211,6 +232,9 @@ def _load_start_states(start_states: StartStates, obs_dim: int) -> np.ndarray | 
         states = Replay.load(Path(start_states)).obs
     else:
         states = np.asarray(start_states, dtype=np.float64)
+        if states.shape[1:] == observations.space.shape and states.ndim > 2:
+            states = states.reshape(len(states), -1)  # images in the space's shape
+    obs_dim = observations.dim
     if states.ndim != 2 or states.shape[1] != obs_dim or len(states) == 0:
         raise ConfigError(f"start_states must have shape (N>0, {obs_dim}), got {states.shape}")
     if not np.isfinite(states).all():
@@ -274,6 +298,8 @@ class DreamEnv(gym.Env):
             return None
         if self._obs is None:
             raise gym.error.ResetNeeded("call reset() before render()")
+        if self.core.image:
+            return newest_frame(self._obs)  # the decoded image itself
         return self.core.renderer.render()
 
     def close(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from loopwm.envs.pixels import disable_shadows
 from loopwm.errors import ConfigError
 
 
@@ -97,14 +98,6 @@ class StateRenderer:
 
     def render(self) -> np.ndarray:
         if not self._flags_set:
-            self._disable_shadows()
+            disable_shadows(self.unwrapped)
+            self._flags_set = True
         return self.env.render()
-
-    def _disable_shadows(self) -> None:
-        import mujoco
-
-        # Software rendering spends most of its time on shadows and reflections.
-        viewer = self.unwrapped.mujoco_renderer._get_viewer(render_mode="rgb_array")
-        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        self._flags_set = True

@@ -14,26 +14,104 @@ from loopwm.errors import ConfigError, UnsupportedError
 def check_spaces(
     observation_space: spaces.Space, action_space: spaces.Space, who: str = "loopwm"
 ) -> tuple[int, int]:
-    """Check for flat Box observations and bounded flat Box or Discrete actions.
+    """Check for flat Box or image observations and bounded flat Box or Discrete actions.
 
     Args:
         who: what needs them, for the message (an env id, ``DreamerAgent``, ...).
 
     Returns:
-        ``(obs_dim, action_dim)`` read from the spaces; a ``Discrete(n)`` action space has
-        ``action_dim`` n (the model sees one-hot actions, see :class:`ActionCodec`).
+        ``(obs_dim, action_dim)`` read from the spaces: an image's ``obs_dim`` is its
+        number of values H*W*C (see :func:`check_observation_space`), a ``Discrete(n)``
+        action space's ``action_dim`` is n (the model sees one-hot actions, see
+        :class:`ActionCodec`).
 
     Raises:
-        UnsupportedError: (a ``TypeError``) for any other space (Dict, images...), naming it.
+        UnsupportedError: (a ``TypeError``) for any other space (Dict, Text...), naming it
+            and the wrapper that would make it usable.
     """
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        kind = "image " if isinstance(observation_space, spaces.Box) else ""
-        raise UnsupportedError(
-            f"{who}: loopwm supports flat Box observation spaces (shape (n,)), got "
-            f"{kind}observations {observation_space}. Image observations are not supported "
-            f"yet: flatten them or use state observations"
+    obs_dim, _ = check_observation_space(observation_space, who)
+    return obs_dim, check_action_space(action_space, who)
+
+
+def check_observation_space(space: spaces.Space, who: str = "loopwm") -> tuple[int, tuple]:
+    """``(obs_dim, image_shape)`` of an observation space loopwm can learn from.
+
+    A flat ``Box`` (shape (n,)) has ``image_shape`` ``()``; an image, a ``uint8`` Box of
+    shape (H, W, C) with H, W >= 8 (what :func:`loopwm.envs.make_pixel_env`, gymnasium's
+    ``AddRenderObservation`` and dm_control's pixel wrappers give), has ``(H, W, C)`` and
+    ``obs_dim`` H*W*C: the model sees it flattened and reshapes it for its conv encoder.
+    Anything else is an :class:`UnsupportedError` naming the space and what to wrap it with.
+    """
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        return int(space.shape[0]), ()
+    if isinstance(space, spaces.Box) and len(space.shape) == 3:
+        height, width, channels = (int(n) for n in space.shape)
+        if space.dtype != np.uint8:
+            raise UnsupportedError(
+                f"{who}: image observations must be uint8 (H, W, C) pixels, got {space}; "
+                f"scale them to 0..255 and cast to uint8, or flatten them "
+                f"(gymnasium.wrappers.FlattenObservation)"
+            )
+        if height < 8 or width < 8:
+            raise UnsupportedError(
+                f"{who}: images must be at least 8x8 (H, W, C), got {space}; for a few "
+                f"values use flat observations (gymnasium.wrappers.FlattenObservation)"
+            )
+        return height * width * channels, (height, width, channels)
+    if isinstance(space, spaces.Box):
+        hint = (
+            "add a channel axis to get (H, W, 1) images"
+            if len(space.shape) == 2
+            else "reshape them to (H, W, C) images or flatten them"
         )
-    return int(observation_space.shape[0]), check_action_space(action_space, who)
+        raise UnsupportedError(
+            f"{who}: loopwm supports flat Box observations (n,) and uint8 images (H, W, C), "
+            f"got a Box of shape {space.shape} ({space}); {hint} "
+            f"(gymnasium.wrappers.FlattenObservation flattens)"
+        )
+    raise UnsupportedError(
+        f"{who}: loopwm supports flat Box observations (n,) and uint8 images (H, W, C), got "
+        f"{space}; wrap the env with gymnasium.wrappers.FlattenObservation to get a flat Box"
+    )
+
+
+class ObsCodec:
+    """The one map between an env's observations and the flat float vectors a world
+    model sees: a flat Box's values, or an image's H*W*C pixel values (0..255, scaled by
+    the model's standardisation, in one place)."""
+
+    def __init__(self, space: spaces.Space, who: str = "ObsCodec") -> None:
+        self.dim, self.image_shape = check_observation_space(space, who)
+        self.space = space
+        self.storage_dtype = "uint8" if self.image_shape else "float32"  # in a replay
+
+    def to_vectors(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """``(vectors, single)``: float32 vectors (N, dim) of one observation (the space's
+        shape) or of N stacked ones (N, *shape), checked (shape, real finite values);
+        ``single`` says which was given."""
+        arr = np.asarray(obs)
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ConfigError(f"observations must be real numbers, got dtype {arr.dtype}")
+        shape = self.space.shape
+        single = arr.shape == shape
+        if not single and (arr.ndim != len(shape) + 1 or arr.shape[1:] != shape or not len(arr)):
+            raise ConfigError(
+                f"obs must have shape {shape} (one env) or (N, {', '.join(map(str, shape))}) "
+                f"(N envs), got {arr.shape}"
+            )
+        vectors = arr.reshape(-1, self.dim).astype(np.float32)
+        if not np.isfinite(vectors).all():
+            raise ConfigError("obs contains NaN or inf")
+        return vectors, single
+
+    def to_env(self, vectors: np.ndarray) -> np.ndarray:
+        """Observations (N, *shape) in the space's dtype of model vectors (N, dim): clipped
+        to the space's bounds, rounded first for an integer dtype (images)."""
+        arr = np.asarray(vectors, dtype=np.float64).reshape(-1, *self.space.shape)
+        arr = np.clip(arr, self.space.low, self.space.high)
+        if np.issubdtype(self.space.dtype, np.integer):
+            arr = np.rint(arr)
+        return arr.astype(self.space.dtype)
 
 
 def check_action_space(action_space: spaces.Space, who: str = "loopwm") -> int:
@@ -114,8 +192,15 @@ def check_box_env(env: gym.Env) -> tuple[int, int]:
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make(env_id)`` with a clear error for unknown ids and unsupported spaces."""
+    """``gymnasium.make(env_id)`` with a clear error for unknown ids and unsupported spaces.
+
+    ``pixels/<id>`` (e.g. ``pixels/InvertedPendulum-v5``) is ``<id>`` observed through its
+    rendered frames: 64x64 RGB, three stacked (:mod:`loopwm.envs.pixels`)."""
+    from loopwm.envs.pixels import is_pixel_id, register_pixel_env
+
     try:
+        if is_pixel_id(env_id):
+            register_pixel_env(env_id)
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as err:
         hint = ""
@@ -135,7 +220,15 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 
 
 def box_space_meta(space: spaces.Box) -> dict[str, Any]:
-    """JSON description of a Box (stored with datasets); null marks an unbounded side."""
+    """JSON description of a Box (stored with datasets); null marks an unbounded side. An
+    image's bounds are one number each (its pixels share them)."""
+    if len(space.shape) == 3:
+        return {
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": float(np.min(space.low)),
+            "high": float(np.max(space.high)),
+        }
 
     def bounds(values: np.ndarray) -> list:
         # JSON has no infinity: an unbounded side is stored as null.

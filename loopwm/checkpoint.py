@@ -107,7 +107,15 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # Config fields that are sizes of some stored tensor, and counts of stored layers.
-_SIZE_FIELDS = ("obs_dim", "action_dim", "latent_dim", "hidden_dim", "inject_dim", "block_hidden")
+_SIZE_FIELDS = (
+    "obs_dim",
+    "action_dim",
+    "latent_dim",
+    "hidden_dim",
+    "inject_dim",
+    "block_hidden",
+    "conv_depth",
+)
 _COUNT_FIELDS = ("block_layers", "mlp_depth", "ensemble")
 
 

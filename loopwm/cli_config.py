@@ -26,7 +26,7 @@ from loopwm.config import MODEL_PRESETS, PRESET_NAMES
 from loopwm.errors import ConfigError
 
 WM_PREFIX = "wm."
-ENV_FIELDS = ("obs_dim", "action_dim")  # read from the env's spaces, never a flag
+ENV_FIELDS = ("obs_dim", "action_dim", "image_shape")  # from the env's spaces, never a flag
 
 
 @functools.cache

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from loopwm.checks import check_positive_int, progress_disabled
-from loopwm.envs import ActionCodec, check_box_env, dataset_meta, make_env
+from loopwm.envs import ActionCodec, ObsCodec, check_box_env, dataset_meta, make_env
 from loopwm.io import check_output_dir
 from loopwm.replay import ReplayWriter
 
@@ -52,7 +52,12 @@ def collect(
         meta = dataset_meta(env_id, env, policy=policy_name, seed=seed)
         actions = ActionCodec(env.action_space)
         writer = ReplayWriter(
-            Path(out), obs_dim=obs_dim, action_dim=action_dim, meta=meta, chunk_size=chunk_size
+            Path(out),
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            meta=meta,
+            chunk_size=chunk_size,
+            obs_dtype=ObsCodec(env.observation_space).storage_dtype,
         )
         obs, _ = env.reset(seed=seed)
         bar = tqdm(

@@ -36,6 +36,13 @@ class LoopWMConfig:
     """Size of the (flat, Box) observation vector."""
     action_dim: int
     """Size of the (flat, Box) action vector."""
+    image_shape: tuple[int, ...] = ()
+    """``(H, W, C)`` of image observations (``uint8`` pixels, ``obs_dim`` = H*W*C), read
+    from the env like ``obs_dim``: the encoder and decoder become convolutional. ``()``
+    for flat observations."""
+    conv_depth: int = 32
+    """Channels of the first conv layer of an image encoder (doubled per halving of the
+    resolution, down to 4x4) and of the mirrored decoder; unused for flat observations."""
 
     latent_dim: int = 128
     """Size of the latent state ``h`` the loop iterates on."""
@@ -93,12 +100,14 @@ class LoopWMConfig:
             "block_hidden",
             "block_layers",
             "ensemble",
+            "conv_depth",
             "max_iters",
             "grad_iters",
         ):
             check_positive_int(name, getattr(self, name))
         for name in ("tol", "train_iters_mean", "train_iters_sigma"):
             check_positive(name, getattr(self, name))
+        self._check_image_shape()
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("grad_mode", self.grad_mode, GRAD_MODES)
         check_choice("halting", self.halting, HALTING_MODES)
@@ -106,6 +115,24 @@ class LoopWMConfig:
             raise ConfigError(
                 f"need 0 < a_max < c_max < 1 for a contraction, got a_max={self.a_max}, "
                 f"c_max={self.c_max}"
+            )
+
+    def _check_image_shape(self) -> None:
+        shape = self.image_shape
+        if isinstance(shape, list):  # read back from JSON
+            object.__setattr__(self, "image_shape", shape := tuple(shape))
+        if shape == ():
+            return
+        valid = isinstance(shape, tuple) and len(shape) == 3
+        if not valid or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape):
+            raise ConfigError(f"image_shape must be (H, W, C) integers or (), got {shape!r}")
+        height, width, channels = shape
+        if min(height, width) < 8 or channels < 1:
+            raise ConfigError(f"image_shape needs H, W >= 8 and C >= 1, got {shape}")
+        if height * width * channels != self.obs_dim:
+            raise ConfigError(
+                f"image_shape {shape} holds {height * width * channels} values, but obs_dim "
+                f"is {self.obs_dim}"
             )
 
     def replace(self, **changes: Any) -> LoopWMConfig:
@@ -125,7 +152,15 @@ class LoopWMConfig:
         return cls(**data)
 
     @classmethod
-    def preset(cls, name: str, *, obs_dim: int, action_dim: int, **overrides: Any) -> LoopWMConfig:
+    def preset(
+        cls,
+        name: str,
+        *,
+        obs_dim: int,
+        action_dim: int,
+        image_shape: tuple[int, ...] = (),
+        **overrides: Any,
+    ) -> LoopWMConfig:
         """A named preset (``tiny``, ``small``, ``default``, ``large``) for the given sizes.
 
         The preset's shared sizes come from :data:`MODEL_PRESETS`, a family's own fields
@@ -141,6 +176,7 @@ class LoopWMConfig:
             **overrides,
             "obs_dim": obs_dim,
             "action_dim": action_dim,
+            "image_shape": tuple(image_shape),
         }
         return cls.from_dict(fields)
 
@@ -154,8 +190,9 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         max_iters=16,
         train_iters_mean=4.0,
         grad_iters=2,
+        conv_depth=4,
     ),
-    "small": dict(latent_dim=64, hidden_dim=128, inject_dim=64, block_hidden=128),
+    "small": dict(latent_dim=64, hidden_dim=128, inject_dim=64, block_hidden=128, conv_depth=16),
     "default": {},
     "large": dict(latent_dim=256, hidden_dim=512, inject_dim=256, block_hidden=512, block_layers=2),
 }

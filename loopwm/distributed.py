@@ -99,8 +99,21 @@ def shard(ids: np.ndarray, ctx: DistContext) -> np.ndarray:
     return ids[ctx.rank :: ctx.world_size]
 
 
-def global_obs_statistics(obs: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of observations over every rank's shard (constant dims get std 1)."""
+def global_obs_statistics(replay, config, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of observations over every rank's shard (constant dims get std 1); an
+    image model's (``config.image_shape``) pooled pixel statistics are each rank's
+    sample's (:func:`~loopwm.training.obs_statistics`), averaged over ranks."""
+    if config.image_shape:
+        from loopwm.training import obs_statistics
+
+        mean, std = obs_statistics(replay, pooled=True)
+        moments = torch.tensor([mean[0], std[0] ** 2 + mean[0] ** 2], dtype=torch.float64)
+        moments = moments.to(device)
+        dist.all_reduce(moments)
+        moments = moments.cpu().numpy() / dist.get_world_size()
+        pooled_std = max(float(np.sqrt(max(moments[1] - moments[0] ** 2, 0.0))), 1.0)
+        return np.full_like(mean, moments[0]), np.full_like(std, pooled_std)
+    obs = np.concatenate([replay.obs, replay.next_obs])
     x = torch.as_tensor(obs, dtype=torch.float64, device=device)
     sums = torch.stack([x.sum(0), x.pow(2).sum(0)])  # (2, O)
     count = torch.tensor([float(x.shape[0])], dtype=torch.float64, device=device)

@@ -20,9 +20,9 @@ from loopwm.config import FitConfig
 from loopwm.errors import ConfigError, ExistsError
 from loopwm.io import check_output_dir, write_json
 from loopwm.models import build_model, model_config
-from loopwm.replay import Replay, split_episode_ids
+from loopwm.replay import Replay, meta_image_shape, split_episode_ids
 from loopwm.summaries import TensorBoardLogger
-from loopwm.training import WorldModelTrainer, evaluate, obs_statistics
+from loopwm.training import WorldModelTrainer, evaluate, set_obs_statistics
 from loopwm.video import log_open_loop_video
 from loopwm.world_model import WorldModel
 
@@ -176,18 +176,18 @@ def _fit(
         preset,
         obs_dim=train.obs_dim,
         action_dim=train.action_dim,
+        image_shape=meta_image_shape(train.meta),
         overrides=model_overrides,
     )
     torch.manual_seed(cfg.seed)  # the same initial parameters on every rank
     world_model = build_model(model, model_cfg).to(device)
     if ctx is None:
-        world_model.set_obs_normalizer(*obs_statistics(train))
+        set_obs_statistics(world_model, train)
         trainer = WorldModelTrainer(world_model, cfg)
     else:
         from loopwm.distributed import global_obs_statistics
 
-        obs = np.concatenate([train.obs, train.next_obs])
-        world_model.set_obs_normalizer(*global_obs_statistics(obs, ctx.device))
+        world_model.set_obs_normalizer(*global_obs_statistics(train, model_cfg, ctx.device))
         # Each rank draws its share of the global batch, from its own sampler stream.
         local = dataclasses.replace(
             cfg, batch_size=cfg.batch_size // ctx.world_size, seed=cfg.seed + ctx.rank

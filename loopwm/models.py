@@ -33,14 +33,21 @@ def model_family(name: str) -> ModelFamily:
 
 
 def model_config(
-    name: str, preset: str, *, obs_dim: int, action_dim: int, overrides: dict | None = None
+    name: str,
+    preset: str,
+    *,
+    obs_dim: int,
+    action_dim: int,
+    image_shape: tuple[int, ...] = (),
+    overrides: dict | None = None,
 ) -> LoopWMConfig:
     """The config of world model ``name``: its family's config class at ``preset`` with
     ``overrides`` (field names of that config class), the family's derived defaults for
-    the fields not overridden, and the fields the family requires."""
+    the fields not overridden, and the fields the family requires. ``obs_dim``,
+    ``action_dim`` and ``image_shape`` come from the env's spaces."""
     family = model_family(name)
     overrides = dict(overrides or {})
-    from_env = sorted(set(overrides) & {"obs_dim", "action_dim"})
+    from_env = sorted(set(overrides) & {"obs_dim", "action_dim", "image_shape"})
     if from_env:
         raise ConfigError(f"{from_env} come from the env's spaces and cannot be overridden")
     for key, value in family.requires.items():
@@ -48,7 +55,9 @@ def model_config(
             raise ConfigError(f"the {name} model needs {key}={value!r}, got {overrides[key]!r}")
     config_class = family.cls.config_class
     fields = {**overrides, **family.requires}
-    config = config_class.preset(preset, obs_dim=obs_dim, action_dim=action_dim, **fields)
+    config = config_class.preset(
+        preset, obs_dim=obs_dim, action_dim=action_dim, image_shape=image_shape, **fields
+    )
     if family.defaults is None:
         return config
     derived = {k: v for k, v in family.defaults(config).items() if k not in overrides}

@@ -60,3 +60,70 @@ def spectral_norm(weight: torch.Tensor) -> torch.Tensor:
 def spectral_norm_exact(weight: torch.Tensor) -> float:
     """Largest singular value in float64 via SVD: the number certificates are built on."""
     return float(torch.linalg.matrix_norm(weight.detach().double(), ord=2))
+
+
+def conv_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """Resolutions of a conv encoder's stages: halved while both sides are even and > 4
+    (64x64: 64, 32, 16, 8, 4)."""
+    sizes = [(height, width)]
+    while all(n > 4 and n % 2 == 0 for n in sizes[-1]):
+        sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    """Flat images (N, H*W*C), in the model's standardised units, to vectors (N, out_dim):
+    stride-2 4x4 convolutions (``depth`` channels, doubled per stage) with a LayerNorm
+    over each stage's activations and SiLU, then a linear map of the flattened features."""
+
+    def __init__(self, image_shape: tuple[int, int, int], depth: int, out_dim: int) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        height, width, channels = self.image_shape
+        sizes = conv_sizes(height, width)
+        layers: list[nn.Module] = []
+        for stage in range(len(sizes) - 1):
+            out_channels = depth * 2**stage
+            layers += [
+                nn.Conv2d(channels, out_channels, 4, stride=2, padding=1),
+                nn.GroupNorm(1, out_channels),
+                nn.SiLU(),
+            ]
+            channels = out_channels
+        self.convs = nn.Sequential(*layers)
+        self.out = nn.Linear(channels * sizes[-1][0] * sizes[-1][1], out_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        lead = obs.shape[:-1]
+        images = obs.reshape(-1, *self.image_shape).permute(0, 3, 1, 2)  # (N, C, H, W)
+        features = self.convs(images).flatten(1)
+        return self.out(features).reshape(*lead, -1)
+
+
+class ConvDecoder(nn.Module):
+    """Vectors (..., in_dim) to flat images (..., H*W*C) in standardised units: the
+    mirror of :class:`ConvEncoder` (a linear map to the smallest resolution, then
+    stride-2 4x4 transposed convolutions)."""
+
+    def __init__(self, in_dim: int, image_shape: tuple[int, int, int], depth: int) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        height, width, channels = self.image_shape
+        sizes = conv_sizes(height, width)
+        stages = len(sizes) - 1
+        widths = [depth * 2**stage for stage in range(stages)][::-1] + [channels]
+        self.start = (widths[0], *sizes[-1])
+        self.inp = nn.Linear(in_dim, widths[0] * sizes[-1][0] * sizes[-1][1])
+        layers: list[nn.Module] = []
+        for stage in range(stages):
+            layers.append(nn.ConvTranspose2d(widths[stage], widths[stage + 1], 4, 2, padding=1))
+            if stage < stages - 1:
+                layers += [nn.GroupNorm(1, widths[stage + 1]), nn.SiLU()]
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        lead = latent.shape[:-1]
+        x = self.inp(latent.reshape(-1, latent.shape[-1])).reshape(-1, *self.start)
+        if len(self.convs):
+            x = self.convs(x)
+        return x.permute(0, 2, 3, 1).reshape(*lead, -1)  # (..., H*W*C), channels last

@@ -39,6 +39,7 @@ class OnlineReplay:
         meta: JSON-serialisable facts stored with the dataset (env id, spaces, seed).
         capacity: transitions kept in memory (the oldest are dropped from memory first).
         chunk_size: transitions per chunk file; :meth:`flush` writes a partial chunk.
+        obs_dtype: ``float32``, or ``uint8`` for images (kept as pixels in memory too).
     """
 
     def __init__(
@@ -50,9 +51,15 @@ class OnlineReplay:
         meta: dict[str, Any] | None = None,
         capacity: int = 1_000_000,
         chunk_size: int = 1000,
+        obs_dtype: str = "float32",
     ) -> None:
         writer = ReplayWriter(
-            root, obs_dim=obs_dim, action_dim=action_dim, meta=meta, chunk_size=chunk_size
+            root,
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            meta=meta,
+            chunk_size=chunk_size,
+            obs_dtype=obs_dtype,
         )
         self._setup(writer, capacity)
 
@@ -82,9 +89,9 @@ class OnlineReplay:
         self.capacity = capacity
         self.obs_dim, self.action_dim = writer.obs_dim, writer.action_dim
         self._arrays: dict[str, np.ndarray] = {
-            "obs": np.zeros((0, self.obs_dim), np.float32),
+            "obs": np.zeros((0, self.obs_dim), writer.obs_dtype),
             "action": np.zeros((0, self.action_dim), np.float32),
-            "next_obs": np.zeros((0, self.obs_dim), np.float32),
+            "next_obs": np.zeros((0, self.obs_dim), writer.obs_dtype),
             **{k: np.zeros(0, dtype) for k, dtype in DTYPES.items()},
         }
         self._next = np.zeros(0, np.int64)  # memory index of the episode's next transition
@@ -138,9 +145,9 @@ class OnlineReplay:
             self._grow()
         i = self._size
         a = self._arrays
-        a["obs"][i] = np.asarray(obs, np.float32).reshape(-1)
+        a["obs"][i] = np.asarray(obs).reshape(-1)  # checked and cast by the writer
         a["action"][i] = np.asarray(action, np.float32).reshape(-1)
-        a["next_obs"][i] = np.asarray(next_obs, np.float32).reshape(-1)
+        a["next_obs"][i] = np.asarray(next_obs).reshape(-1)
         a["reward"][i] = reward
         a["terminated"][i] = terminated
         a["truncated"][i] = truncated

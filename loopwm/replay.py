@@ -6,6 +6,9 @@ Layout of a dataset folder::
     chunk_000000.npz       obs, action, reward, next_obs, terminated, truncated, episode
     chunk_000001.npz       ...
 
+Observations are stored flat, as float32, or as uint8 for images (``obs_dtype``, in
+meta.json), never widened: an image dataset's chunks are compressed.
+
 The writer keeps at most ``chunk_size`` transitions in memory; every chunk is written to a
 temporary file and renamed, so a killed collection leaves only complete chunks. Each
 episode has its own id, given when it starts; the transitions of several envs stepped
@@ -27,26 +30,48 @@ from typing import Any
 
 import numpy as np
 
+from loopwm.checks import check_choice
 from loopwm.errors import ConfigError, ExistsError, MissingError
 from loopwm.io import atomic_write, write_json
 
 REPLAY_FORMAT = "loopwm-replay"
 REPLAY_VERSION = 1
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode")
+OBS_DTYPES = ("float32", "uint8")  # flat observations, images
 
 
 def _write_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    # images compress several times over (and are most of a pixel dataset's bytes)
+    save = np.savez_compressed if arrays["obs"].dtype == np.uint8 else np.savez
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            save(fh, **arrays)
 
     atomic_write(path, write)
+
+
+def as_obs(obs: Any, dtype: str) -> np.ndarray:
+    """One observation as a flat array of the stored ``dtype``: float32, or uint8 for
+    images, whose values must already be whole numbers in 0..255 (never wrapped)."""
+    arr = np.asarray(obs)
+    if dtype == "uint8" and arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise ConfigError(f"image observations must be uint8 pixels, got {arr.dtype}")
+        if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+            raise ConfigError("image observations must be whole numbers in 0..255")
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ConfigError(
+                f"image observations must lie in 0..255, got {arr.min()}..{arr.max()}"
+            )
+    return arr.reshape(-1).astype(dtype, copy=False)
 
 
 class TransitionColumns:
     """Transitions accumulated in memory column by column (``data[field]`` is a list)."""
 
-    def __init__(self) -> None:
+    def __init__(self, obs_dtype: str = "float32") -> None:
+        self.obs_dtype = obs_dtype
         self.data: dict[str, list] = {k: [] for k in FIELDS}
 
     def __len__(self) -> int:
@@ -54,10 +79,10 @@ class TransitionColumns:
 
     def append(self, obs, action, reward, next_obs, terminated, truncated, episode) -> None:
         d = self.data
-        d["obs"].append(np.asarray(obs, dtype=np.float32).reshape(-1))
+        d["obs"].append(as_obs(obs, self.obs_dtype))
         d["action"].append(np.asarray(action, dtype=np.float32).reshape(-1))
         d["reward"].append(float(reward))
-        d["next_obs"].append(np.asarray(next_obs, dtype=np.float32).reshape(-1))
+        d["next_obs"].append(as_obs(next_obs, self.obs_dtype))
         d["terminated"].append(bool(terminated))
         d["truncated"].append(bool(truncated))
         d["episode"].append(int(episode))
@@ -84,6 +109,7 @@ class ReplayWriter:
         obs_dim, action_dim: sizes of the flat observation and action vectors.
         meta: extra JSON-serialisable facts to store (env id, spaces, policy, seed).
         chunk_size: transitions per chunk file, the writer's memory bound.
+        obs_dtype: ``float32``, or ``uint8`` for images (stored as pixels, compressed).
     """
 
     def __init__(
@@ -94,6 +120,7 @@ class ReplayWriter:
         action_dim: int,
         meta: dict[str, Any] | None = None,
         chunk_size: int = 10_000,
+        obs_dtype: str = "float32",
     ) -> None:
         self.root = Path(root)
         if not (self.root / "meta.json").exists() and any(self.root.glob("chunk_*.npz")):
@@ -105,20 +132,23 @@ class ReplayWriter:
             raise ExistsError(f"{self.root} already holds a dataset; choose another folder")
         if chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+        check_choice("obs_dtype", obs_dtype, OBS_DTYPES)
         self.root.mkdir(parents=True, exist_ok=True)
         self.obs_dim, self.action_dim, self.chunk_size = obs_dim, action_dim, chunk_size
+        self.obs_dtype = obs_dtype
         self.meta = {
             "format": REPLAY_FORMAT,
             "version": REPLAY_VERSION,
             "obs_dim": obs_dim,
             "action_dim": action_dim,
+            "obs_dtype": obs_dtype,
             "chunk_size": chunk_size,
             **(meta or {}),
             "transitions": 0,
             "episodes": 0,
             "chunks": 0,
         }
-        self._buffer = TransitionColumns()
+        self._buffer = TransitionColumns(obs_dtype)
         self._next_id = 0  # id of the next episode to start
         self._open: dict[int, int] = {}  # slot -> id of its unfinished episode
         self._closed = 0  # episodes that ended (terminated or truncated)
@@ -138,7 +168,8 @@ class ReplayWriter:
         meta = _read_meta(root)
         writer = cls.__new__(cls)
         writer.root = root
-        writer._buffer = TransitionColumns()
+        writer.obs_dtype = meta_obs_dtype(meta)
+        writer._buffer = TransitionColumns(writer.obs_dtype)
         writer._open = {}
         if not any(root.glob("chunk_*.npz")):  # killed before its first chunk
             if int(meta.get("chunks", 0)) > 0:
@@ -201,8 +232,7 @@ class ReplayWriter:
         return episodes
 
     def _append(self, obs, action, reward, next_obs, terminated, truncated, slot) -> int:
-        obs = np.asarray(obs, dtype=np.float32).reshape(-1)
-        next_obs = np.asarray(next_obs, dtype=np.float32).reshape(-1)
+        obs, next_obs = as_obs(obs, self.obs_dtype), as_obs(next_obs, self.obs_dtype)
         action = np.asarray(action, dtype=np.float32).reshape(-1)
         if obs.shape != (self.obs_dim,) or next_obs.shape != (self.obs_dim,):
             raise ConfigError(f"observations must have {self.obs_dim} entries, got {obs.shape}")
@@ -233,7 +263,7 @@ class ReplayWriter:
         _write_chunk(self.root / f"chunk_{self._chunks:06d}.npz", arrays)
         self._chunks += 1
         self._written += len(arrays["reward"])
-        self._buffer = TransitionColumns()
+        self._buffer = TransitionColumns(self.obs_dtype)
         episodes = self._closed + len(self._open)
         self.meta.update(transitions=self._written, chunks=self._chunks, episodes=episodes)
         write_json(self.root / "meta.json", self.meta)
@@ -269,10 +299,10 @@ class Replay:
     ``episode_end[i]`` is the index of the last transition of transition ``i``'s episode.
     """
 
-    obs: np.ndarray  # (N, obs_dim) float32
+    obs: np.ndarray  # (N, obs_dim) float32, or uint8 for images
     action: np.ndarray  # (N, action_dim) float32
     reward: np.ndarray  # (N,) float32
-    next_obs: np.ndarray  # (N, obs_dim) float32
+    next_obs: np.ndarray  # (N, obs_dim) like obs
     terminated: np.ndarray  # (N,) bool
     truncated: np.ndarray  # (N,) bool
     episode: np.ndarray  # (N,) int64
@@ -430,7 +460,28 @@ def _read_meta(root: Path) -> dict[str, Any]:
         raise ConfigError(f"{meta_path}: invalid JSON ({err})") from None
     if meta.get("format") != REPLAY_FORMAT or meta.get("version") != REPLAY_VERSION:
         raise ConfigError(f"{meta_path}: not a loopwm replay of version {REPLAY_VERSION}")
+    if meta.get("obs_dtype", "float32") not in OBS_DTYPES:
+        raise ConfigError(f"{meta_path}: obs_dtype must be one of {OBS_DTYPES}")
     return meta
+
+
+def meta_obs_dtype(meta: dict[str, Any]) -> str:
+    """The stored observations' dtype (datasets written before images: float32)."""
+    return meta.get("obs_dtype", "float32")
+
+
+def meta_image_shape(meta: dict[str, Any]) -> tuple[int, ...]:
+    """``(H, W, C)`` of a dataset of images (uint8 observations of a rank-3 space), else
+    ``()``: what a model fitted on it needs as ``image_shape``."""
+    shape = tuple(meta.get("observation_space", {}).get("shape", ()))
+    if meta_obs_dtype(meta) == "uint8" and len(shape) == 3:
+        return shape
+    if meta_obs_dtype(meta) == "uint8":
+        raise ConfigError(
+            f"the dataset stores uint8 observations but its meta.json names no (H, W, C) "
+            f"observation space (got shape {list(shape)})"
+        )
+    return ()
 
 
 def _chunk_paths(root: Path, meta: dict[str, Any]) -> list[Path]:
@@ -499,6 +550,11 @@ def _check_chunk(path: Path, columns: dict[str, np.ndarray], meta: dict) -> dict
             raise ConfigError(
                 f"{path}: {name} has shape {columns[name].shape}, meta.json and the chunk's "
                 f"{rows} rewards imply {shape}"
+            )
+    for name in ("obs", "next_obs"):
+        if columns[name].dtype != meta_obs_dtype(meta):
+            raise ConfigError(
+                f"{path}: {name} is {columns[name].dtype}, meta.json says {meta_obs_dtype(meta)}"
             )
     for name in ("obs", "action", "reward", "next_obs"):
         if not np.isfinite(columns[name]).all():

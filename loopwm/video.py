@@ -3,7 +3,9 @@
 Each frame has three panels of the same size: the real MuJoCo render, the render of the
 model's *imagined* state (open loop from a real start state, re-synchronised with the real
 observation every ``resync_every`` steps, marked on screen), and a strip chart of the loop
-iterations and the prediction error per step with the current step highlighted.
+iterations and the prediction error per step with the current step highlighted. For a
+model of pixels the first two panels are the real frames and the model's decoded frames
+(the newest of a stack), enlarged.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ GL_HELP = (
 class RolloutTrace:
     """Per-step record of a real vs imagined rollout of ``T`` steps."""
 
-    real_obs: np.ndarray  # (T + 1, obs_dim)
+    real_obs: np.ndarray  # (T + 1, obs_dim) flat (images: pixel values)
     imagined_obs: np.ndarray  # (T + 1, obs_dim), equal to real_obs at re-sync steps
     iters: np.ndarray  # (T,) loop iterations of each imagined step
     error: np.ndarray  # (T,) ||imagined - real|| in standardised units after each step
@@ -58,7 +60,8 @@ def record_rollout(
 
     Args:
         model: a world model of ``env_id``.
-        env_id: the real environment (its observations must map back to MuJoCo states).
+        env_id: the real environment (its observations must map back to MuJoCo states,
+            or be the images the model was fitted on).
         steps: environment steps to record (the episode restarts if it ends).
         resync_every: re-encode the real observation every this many steps.
         policy: ``obs -> action`` (uniform random actions if ``None``).
@@ -66,39 +69,53 @@ def record_rollout(
         seed: seeds the real env and the random policy.
     """
     from loopwm.envs.render import StateRenderer, check_renderable
-    from loopwm.envs.spaces import ActionCodec, make_env  # make_env checks the spaces
+    from loopwm.envs.spaces import ActionCodec, ObsCodec, make_env  # make_env checks spaces
 
     for name, value in (("steps", steps), ("resync_every", resync_every), ("size", size)):
         check_positive_int(name, value)
-    check_renderable(env_id)
+    image = bool(model.config.image_shape)
+    if not image:
+        check_renderable(env_id)
     size = _round16(size)
     model = model.eval()
-    kwargs = {"render_mode": "rgb_array", "width": size, "height": size}
-    real_env, imagined_env = make_env(env_id, **kwargs), make_env(env_id, **kwargs)
+    kwargs = {} if image else {"render_mode": "rgb_array", "width": size, "height": size}
+    real_env = make_env(env_id, **kwargs)
+    imagined_env = None if image else make_env(env_id, **kwargs)
     try:
+        observations = ObsCodec(real_env.observation_space)
         actions = ActionCodec(real_env.action_space)
-        dims = (real_env.observation_space.shape[0], actions.dim)
-        if dims != (model.config.obs_dim, model.config.action_dim):
+        found = (observations.dim, observations.image_shape, actions.dim)
+        cfg = model.config
+        if found != (cfg.obs_dim, cfg.image_shape, cfg.action_dim):
             raise ConfigError(
-                f"the model predicts {model.config.obs_dim}-dim observations from "
-                f"{model.config.action_dim}-dim actions, but {env_id} has {dims[0]} and "
-                f"{dims[1]}: is it a model of another env?"
+                f"the model was fitted on {cfg.obs_dim}-value observations "
+                f"{cfg.image_shape or ''} with {cfg.action_dim}-dim actions, but {env_id} "
+                f"has {real_env.observation_space} and {actions.dim}-dim actions: is it a "
+                f"model of another env?"
             )
-        real_renderer = StateRenderer(real_env)  # only renders the real state, shadow-free
-        imagined = StateRenderer(imagined_env)
+        if image:
+            real_view = ImageView(observations, size)
+            imagined = ImageView(observations, size)
+        else:
+            real_view = RealView(StateRenderer(real_env))  # shadow-free
+            imagined = StateRenderer(imagined_env)
         real_env.action_space.seed(seed)
         obs, _ = real_env.reset(seed=seed)
 
+        def flat(o: np.ndarray) -> np.ndarray:
+            return observations.to_vectors(o)[0][0].astype(np.float64)  # (obs_dim,)
+
         def encode(o: np.ndarray) -> torch.Tensor:
-            return model.encode(model.check_input(np.asarray(o, np.float32)[None], "obs"))
+            return model.encode(model.check_input(observations.to_vectors(o)[0], "obs"))
 
         std = model.obs_std.cpu().numpy()
         latent = encode(obs)
-        imagined.reset(obs)
-        real_obs, imagined_obs, resync = [obs], [obs], [True]
+        imagined.reset(flat(obs))
+        real_view.reset(flat(obs))
+        real_obs, imagined_obs, resync = [flat(obs)], [flat(obs)], [True]
         iters, errors, real_frames, imagined_frames = [], [], [], []
         try:
-            real_frames.append(real_renderer.render())
+            real_frames.append(real_view.render())
             imagined_frames.append(imagined.render())
         except Exception as err:  # GL failures surface as many exception types
             raise SetupError(f"{GL_HELP} ({type(err).__name__}: {err})") from err
@@ -108,27 +125,30 @@ def record_rollout(
             next_obs, _, terminated, truncated, _ = real_env.step(actions.to_env(vector[0]))
             out = model.step(latent, model.check_input(vector, "action"))
             predicted = model.decode(out.latent)[0].cpu().numpy().astype(np.float64)
-            errors.append(float(np.linalg.norm((predicted - next_obs) / std)))
+            errors.append(float(np.linalg.norm((predicted - flat(next_obs)) / std)))
             iters.append(int(out.iters[0]))
             imagined.advance(predicted)
-            real_frames.append(real_renderer.render())
+            real_view.advance(flat(next_obs))
+            real_frames.append(real_view.render())
             ended = terminated or truncated
             if ended:
                 next_obs, _ = real_env.reset()
+                real_view.reset(flat(next_obs))
             if ended or t % resync_every == 0:
                 latent = encode(next_obs)
-                imagined.reset(next_obs)
-                predicted, synced = next_obs, True
+                imagined.reset(flat(next_obs))
+                predicted, synced = flat(next_obs), True
             else:
                 latent, synced = out.latent, False
             imagined_frames.append(imagined.render())
-            real_obs.append(next_obs)
+            real_obs.append(flat(next_obs))
             imagined_obs.append(predicted)
             resync.append(synced)
             obs = next_obs
     finally:
         real_env.close()
-        imagined_env.close()
+        if imagined_env is not None:
+            imagined_env.close()
     trace = RolloutTrace(
         real_obs=np.asarray(real_obs),
         imagined_obs=np.asarray(imagined_obs),
@@ -149,6 +169,43 @@ def record_rollout(
         for t in range(len(real_frames))
     ]
     return frames, trace
+
+
+class RealView:
+    """The real env's own render: its state is never set from an observation."""
+
+    def __init__(self, renderer) -> None:
+        self.renderer = renderer
+
+    def reset(self, obs: np.ndarray) -> None:
+        pass
+
+    def advance(self, obs: np.ndarray) -> None:
+        pass
+
+    def render(self) -> np.ndarray:
+        return self.renderer.render()
+
+
+class ImageView:
+    """Draws flat image observations (real or decoded) as their newest RGB frame,
+    enlarged (nearest pixel) to ``size`` x ``size``: the pixel counterpart of
+    :class:`~loopwm.envs.render.StateRenderer`."""
+
+    def __init__(self, observations, size: int) -> None:
+        self.observations, self.size = observations, size
+        self._obs: np.ndarray | None = None
+
+    def reset(self, obs: np.ndarray) -> None:
+        self._obs = obs
+
+    def advance(self, obs: np.ndarray) -> None:
+        self._obs = obs
+
+    def render(self) -> np.ndarray:
+        from loopwm.envs.pixels import newest_frame, resample
+
+        return resample(newest_frame(self.observations.to_env(self._obs[None])[0]), self.size)
 
 
 def _label(frame: np.ndarray, text: str, flag: str | None = None) -> np.ndarray:
@@ -228,7 +285,8 @@ def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=Non
     if env_id is None:
         return  # a dataset without an env id: nothing to render
     try:
-        check_renderable(env_id)
+        if not model.config.image_shape:  # an image model draws its own decoded frames
+            check_renderable(env_id)
     except ValueError:
         return
     frames, _ = record_rollout(

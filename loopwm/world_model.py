@@ -30,7 +30,7 @@ from torch import nn
 from loopwm.checks import check_positive_int
 from loopwm.config import LoopWMConfig
 from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
-from loopwm.networks import mlp, symexp
+from loopwm.networks import ConvDecoder, ConvEncoder, mlp, symexp
 
 ArrayLike = torch.Tensor | np.ndarray
 Policy = Callable[[torch.Tensor], torch.Tensor]  # latent (B, D) -> action (B, action_dim)
@@ -122,8 +122,12 @@ class WorldModel(nn.Module):
             )
         self.config = config
         c = config
-        self.encoder = mlp(c.obs_dim, c.hidden_dim, c.latent_dim)
-        self.decoder = mlp(c.latent_dim, c.hidden_dim, c.obs_dim)
+        if c.image_shape:  # pixels: convolutional encoder and decoder
+            self.encoder = ConvEncoder(c.image_shape, c.conv_depth, c.latent_dim)
+            self.decoder = ConvDecoder(c.latent_dim, c.image_shape, c.conv_depth)
+        else:
+            self.encoder = mlp(c.obs_dim, c.hidden_dim, c.latent_dim)
+            self.decoder = mlp(c.latent_dim, c.hidden_dim, c.obs_dim)
         self.reward_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
         self.cont_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
         # The prelude ends in a LayerNorm without affine parameters: ||u|| <= sqrt(inject_dim)

@@ -56,10 +56,20 @@ class DiscreteReachEnv(ReachOriginEnv):
         return obs, -abs(self._x), False, self._t >= self.length, {}
 
 
-class ImageObservationEnv(ReachOriginEnv):
+class FloatImageEnv(ReachOriginEnv):
+    """Images that are not uint8 pixels: refused."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.observation_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+        self.observation_space = spaces.Box(0.0, 1.0, (16, 16, 3), np.float32)
+
+
+class GreyImageEnv(ReachOriginEnv):
+    """(H, W) images without a channel axis: refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(0, 255, (16, 16), np.uint8)
 
 
 class RandomAgent:
@@ -73,3 +83,31 @@ class RandomAgent:
 
     def act(self, obs, explore: bool):
         return self.env.action_space.sample()
+
+
+class PixelReachEnv(ReachOriginEnv):
+    """:class:`ReachOriginEnv` seen as 16x16 RGB images: the point is a bright column
+    whose position is ``x`` (a fake pixel env that needs no renderer)."""
+
+    def __init__(self, length: int = 20) -> None:
+        super().__init__(length)
+        self.observation_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+
+    def _image(self) -> np.ndarray:
+        image = np.full((16, 16, 3), 20, np.uint8)
+        column = int(round((self._x + 1.0) / 2.0 * 15))
+        image[:, column, 0] = 255
+        image[:, column, 1] = 128
+        return image
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._image(), {}
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = super().step(action)
+        return self._image(), reward, terminated, truncated, info
+
+
+if "loopwm-test/PixelReach-v0" not in gym.registry:
+    gym.register("loopwm-test/PixelReach-v0", entry_point=PixelReachEnv, max_episode_steps=20)

@@ -17,7 +17,7 @@ from loopwm.errors import CheckpointError
 from loopwm.online_replay import OnlineReplay
 from loopwm.replay import Replay
 
-from .fakes import ImageObservationEnv, RandomAgent, ReachOriginEnv
+from .fakes import FloatImageEnv, GreyImageEnv, RandomAgent, ReachOriginEnv
 
 TINY = DreamerConfig(preset="tiny", horizon=5, imagine_batch=32, hidden_dim=32)
 
@@ -238,7 +238,10 @@ def test_corrupt_agent_checkpoint_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("env_class", "message"),
-    [(ImageObservationEnv, "Image observations")],
+    [
+        (FloatImageEnv, r"must be uint8 \(H, W, C\) pixels"),
+        (GreyImageEnv, "add a channel axis"),
+    ],
 )
 def test_unsupported_spaces_fail_at_start(tmp_path, env_class, message):
     env = env_class()

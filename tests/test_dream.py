@@ -113,7 +113,9 @@ def test_actions_are_clipped_and_bad_actions_rejected(pendulum_checkpoint):
 
 
 def test_checkpoint_that_does_not_match_the_env_is_refused(pendulum_checkpoint):
-    with pytest.raises(ValueError, match="HalfCheetah-v5 has 17 and 6"):
+    with pytest.raises(
+        ValueError, match="HalfCheetah-v5 has 17-dim observations .* and 6-dim actions"
+    ):
         DreamEnv(pendulum_checkpoint, env_id="HalfCheetah-v5")
     model = LoopWM(LoopWMConfig.preset("tiny", obs_dim=4, action_dim=1))
     with pytest.raises(ValueError, match="env_id is required"):

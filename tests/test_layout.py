@@ -86,6 +86,7 @@ def test_help_shows_the_config_dataclasses_own_defaults():
 
 def test_every_model_field_has_a_flag_with_each_presets_value():
     from loopwm.cli import build_parser
+    from loopwm.cli_config import ENV_FIELDS
     from loopwm.config import MODEL_PRESETS
     from loopwm.models import MODEL_NAMES, model_config, model_family
 
@@ -94,7 +95,8 @@ def test_every_model_field_has_a_flag_with_each_presets_value():
     actions = {a.dest: a for a in fit._actions}
     for name in MODEL_NAMES:
         for field in dataclasses.fields(model_family(name).cls.config_class):
-            if field.name in ("obs_dim", "action_dim"):
+            if field.name in ENV_FIELDS:  # read from the env's spaces
+                assert f"wm.{field.name}" not in actions, field.name
                 continue
             help_text = actions[f"wm.{field.name}"].help
             for preset in MODEL_PRESETS:

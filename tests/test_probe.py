@@ -214,7 +214,7 @@ CASES = [
     ("dream --checkpoint {pickle}", "never unpickles"),
     ("dream --checkpoint {checkpoint} --steps 0", "steps must be a positive"),
     ("dream --checkpoint {checkpoint} --eval-episodes 0", "eval_episodes must be a positive"),
-    ("dream --checkpoint {checkpoint} --env HalfCheetah-v5", "the model predicts"),
+    ("dream --checkpoint {checkpoint} --env HalfCheetah-v5", "the model was fitted on"),
     ("dream --checkpoint {checkpoint} --start-states {tmp}/none", "no loopwm dataset"),
     ("dream --checkpoint {list_extra}", "extra must be a JSON object"),
     ("dream --checkpoint {nan_weights}", "non-finite"),
