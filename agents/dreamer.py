@@ -419,7 +419,8 @@ class DreamerAgent:
         """One actor and one critic step on rollouts imagined from replayed real states."""
         cfg = self.config
         wm = self.world_model
-        obs = torch.as_tensor(replay.sample_obs(cfg.imagine_batch, self.rng), device=self.device)
+        obs = replay.sample_obs(cfg.imagine_batch, self.rng)  # float32, or uint8 pixels
+        obs = torch.as_tensor(obs, device=self.device, dtype=torch.float32)
         with torch.no_grad():
             start = wm.encode(obs)  # (B, D)
         dynamics = cfg.actor_grad == "dynamics"

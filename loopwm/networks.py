@@ -74,7 +74,9 @@ def conv_sizes(height: int, width: int) -> list[tuple[int, int]]:
 class ConvEncoder(nn.Module):
     """Flat images (N, H*W*C), in the model's standardised units, to vectors (N, out_dim):
     stride-2 4x4 convolutions (``depth`` channels, doubled per stage) with a LayerNorm
-    over each stage's activations and SiLU, then a linear map of the flattened features."""
+    over each stage's activations and SiLU, then a linear map of the flattened features
+    and a LayerNorm. The last norm keeps the part all frames share (most pixels never
+    change) from growing until it drowns what differs between them."""
 
     def __init__(self, image_shape: tuple[int, int, int], depth: int, out_dim: int) -> None:
         super().__init__()
@@ -92,12 +94,13 @@ class ConvEncoder(nn.Module):
             channels = out_channels
         self.convs = nn.Sequential(*layers)
         self.out = nn.Linear(channels * sizes[-1][0] * sizes[-1][1], out_dim)
+        self.norm = nn.LayerNorm(out_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         lead = obs.shape[:-1]
         images = obs.reshape(-1, *self.image_shape).permute(0, 3, 1, 2)  # (N, C, H, W)
         features = self.convs(images).flatten(1)
-        return self.out(features).reshape(*lead, -1)
+        return self.norm(self.out(features)).reshape(*lead, -1)
 
 
 class ConvDecoder(nn.Module):

@@ -106,6 +106,10 @@ def test_the_conv_model_sees_pixels_scaled_once_in_one_place():
     pixels = torch.as_tensor(Stored.obs[:4], dtype=torch.float32)
     expected = model.encoder((pixels - float(mean[0])) / float(std[0]))
     torch.testing.assert_close(model.encode(pixels), expected)
+    # the latent is normalised: a shared part cannot drown what differs between frames
+    latent = model.encode(pixels * 50.0)
+    torch.testing.assert_close(latent.mean(-1), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(latent.std(-1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
     decoded = model.decode(model.encode(pixels))
     assert decoded.shape == (4, 768)
     members = model.decoder(torch.zeros(3, 4, config.latent_dim))  # any leading dims
