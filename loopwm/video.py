@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from loopwm.checks import check_positive_int
-from loopwm.errors import ConfigError, SetupError
+from loopwm.errors import CheckpointError, SetupError
 from loopwm.world_model import WorldModel
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -87,7 +87,7 @@ def record_rollout(
         found = (observations.dim, observations.image_shape, actions.dim)
         cfg = model.config
         if found != (cfg.obs_dim, cfg.image_shape, cfg.action_dim):
-            raise ConfigError(
+            raise CheckpointError(
                 f"the model was fitted on {cfg.obs_dim}-value observations "
                 f"{cfg.image_shape or ''} with {cfg.action_dim}-dim actions, but {env_id} "
                 f"has {real_env.observation_space} and {actions.dim}-dim actions: is it a "
