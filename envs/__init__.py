@@ -7,6 +7,8 @@
 - ``pixels/<id>`` (any rendering env, e.g. ``pixels/InvertedPendulum-v5``) through
   :func:`make_env`: the env observed through its last three 64x64 frames
   (:class:`PixelObservation`, :func:`make_pixel_env`).
+- :class:`ActionRepeat` (``make_env(id, action_repeat=N)``): each action applied for N
+  env steps, so one transition spans them.
 - :func:`check_spaces` / :func:`check_box_env`: the boundary check applied to every
   real environment and agent; :class:`ObsCodec` and :class:`ActionCodec` map flat or
   image observations and Box or Discrete actions to the vectors a world model sees
@@ -17,6 +19,7 @@ import gymnasium as gym
 
 from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
 from loopwm.envs.pixels import PixelObservation, make_pixel_env
+from loopwm.envs.repeat import ActionRepeat
 from loopwm.envs.spaces import (
     ActionCodec,
     ObsCodec,
@@ -43,6 +46,7 @@ if "loopwm/BouncingBall-v0" not in gym.registry:
 
 __all__ = [
     "ActionCodec",
+    "ActionRepeat",
     "DreamEnv",
     "ObsCodec",
     "PixelObservation",

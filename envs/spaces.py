@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from loopwm.checks import check_positive_int
+from loopwm.envs.repeat import ActionRepeat
 from loopwm.errors import ConfigError, UnsupportedError
 
 
@@ -191,12 +193,15 @@ def check_box_env(env: gym.Env) -> tuple[int, int]:
     return check_spaces(env.observation_space, env.action_space, name)
 
 
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id)`` with a clear error for unknown ids and unsupported spaces.
 
     ``pixels/<id>`` (e.g. ``pixels/InvertedPendulum-v5``) is ``<id>`` observed through its
-    rendered frames: 64x64 RGB, three stacked (:mod:`loopwm.envs.pixels`)."""
+    rendered frames: 64x64 RGB, three stacked (:mod:`loopwm.envs.pixels`). With
+    ``action_repeat`` N > 1 each step applies the action N times (:class:`ActionRepeat`)."""
     from loopwm.envs.pixels import is_pixel_id, register_pixel_env
+
+    check_positive_int("action_repeat", action_repeat)
 
     try:
         if is_pixel_id(env_id):
@@ -216,7 +221,7 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     except TypeError:
         env.close()
         raise
-    return env
+    return ActionRepeat(env, action_repeat) if action_repeat > 1 else env
 
 
 def box_space_meta(space: spaces.Box) -> dict[str, Any]:
@@ -245,9 +250,11 @@ def space_meta(space: spaces.Space) -> dict[str, Any]:
 
 
 def dataset_meta(env_id: str, env: gym.Env, *, policy: str, seed: int) -> dict[str, Any]:
-    """What a dataset records of where its transitions came from (its meta.json facts)."""
+    """What a dataset records of where its transitions came from (its meta.json facts);
+    ``action_repeat`` is the env steps one stored transition spans."""
     return {
         "env_id": env_id,
+        "action_repeat": env.repeat if isinstance(env, ActionRepeat) else 1,
         "policy": policy,
         "seed": seed,
         "observation_space": box_space_meta(env.observation_space),

@@ -59,6 +59,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         chunk_size=args.chunk_size,
         progress=_progress(args),
+        action_repeat=args.action_repeat,
     )
     print(
         f"stored {meta['transitions']} transitions in {meta['episodes']} episodes "
@@ -355,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset folder (must be new)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=10_000, help="transitions per file")
+    p.add_argument(
+        "--action-repeat",
+        type=int,
+        default=1,
+        help="env steps per stored transition (the action repeated, rewards summed)",
+    )
     _policy(p, "a saved stable-baselines3 model (.zip) to act with")
     _algo(p, "of --policy")
     p.add_argument("--deterministic", action="store_true", help="no policy sampling noise")

@@ -26,6 +26,7 @@ def collect(
     chunk_size: int = 10_000,
     progress: bool | None = None,
     env_kwargs: dict | None = None,
+    action_repeat: int = 1,
 ) -> dict:
     """Run ``policy`` (uniform random actions by default) for ``steps`` env steps.
 
@@ -39,13 +40,16 @@ def collect(
         seed: seeds the env's first reset and the random policy.
         chunk_size: transitions per chunk file (the memory bound of the writer).
         progress: show a progress bar (``None``: only on a terminal).
+        env_kwargs: keyword arguments of ``gymnasium.make``.
+        action_repeat: env steps per stored transition (each action applied that many
+            times, rewards summed; recorded in meta.json), see :class:`ActionRepeat`.
 
     Returns:
         The dataset's meta.json content.
     """
     check_positive_int("steps", steps)
     check_output_dir(out, "--out")
-    env = make_env(env_id, **(env_kwargs or {}))
+    env = make_env(env_id, action_repeat=action_repeat, **(env_kwargs or {}))
     try:
         obs_dim, action_dim = check_box_env(env)
         env.action_space.seed(seed)
