@@ -19,6 +19,7 @@ from loopwm.errors import ConfigError
 ACTIVATIONS = ("tanh", "relu", "leaky_relu")  # 1-Lipschitz: the contraction proof needs it
 GRAD_MODES = ("truncated", "phantom")
 HALTING_MODES = ("certified", "fixed")
+WARM_STARTS = ("latent", "linear")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,11 @@ class LoopWMConfig:
     halting: str = field(default="certified", metadata={"choices": HALTING_MODES})
     """``certified`` halts per sample on the bound above; ``fixed`` always runs ``max_iters``
     (the ablation for adaptive compute)."""
+    warm_start: str = field(default="latent", metadata={"choices": WARM_STARTS})
+    """Where each transition's loop starts: ``latent`` at ``h_t``; ``linear`` at the fixed
+    point of the block's linear part, ``(B u + b) / (1 - A)``, so that the iterations count
+    what the nonlinear part adds. The certified fixed point is the same from any start;
+    only the iterations spent reaching it differ."""
 
     train_iters_mean: float = 8.0
     """Mean iteration count sampled per training batch (Poisson-lognormal)."""
@@ -111,6 +117,7 @@ class LoopWMConfig:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("grad_mode", self.grad_mode, GRAD_MODES)
         check_choice("halting", self.halting, HALTING_MODES)
+        check_choice("warm_start", self.warm_start, WARM_STARTS)
         if not 0.0 < self.a_max < self.c_max < 1.0:
             raise ConfigError(
                 f"need 0 < a_max < c_max < 1 for a contraction, got a_max={self.a_max}, "

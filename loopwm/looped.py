@@ -32,7 +32,7 @@ class LoopWM(WorldModel):
     """Looped world model: encoder -> ONE shared block iterated to convergence -> heads.
 
     Each transition solves ``x = A*x + B u + R(x, u)`` with ``u = prelude(h_t, a_t)``,
-    warm-started at ``x^0 = h_t``. The block is a certified contraction
+    warm-started at ``x^0 = h_t`` (``config.warm_start``). The block is a certified contraction
     (:meth:`contraction_bound` ``<= config.c_max < 1``), so the fixed point is unique, every
     sample halts once its certified distance to it is below ``tol``, and imagined latents
     stay inside :meth:`latent_bound` for rollouts of any length.
@@ -92,7 +92,9 @@ class LoopWM(WorldModel):
     ) -> Transition:
         w = self.block.weights()
         projected = self.block.project(inject, w)  # (B, D + H) or (K, B, D + H), loop-invariant
-        if projected.ndim == 3:  # an ensemble: every member starts from the same latent
+        if self.config.warm_start == "linear":
+            latent = self._linear_start(w, projected)
+        elif projected.ndim == 3:  # an ensemble: every member starts from the same latent
             latent = latent.expand(projected.shape[0], *latent.shape)
         f = partial(self.block.iterate, w)
         if self.training and (
@@ -104,6 +106,12 @@ class LoopWM(WorldModel):
         if not torch.is_grad_enabled():
             return Transition(latent=sol.latent, iters=sol.iters, residual=sol.residual)
         return self._phantom(f, sol, projected)
+
+    @staticmethod
+    def _linear_start(w: BlockWeights, projected: torch.Tensor) -> torch.Tensor:
+        """The fixed point of ``x <- A*x + (B u + b)``, the block without ``R``."""
+        decay = w.decay if projected.ndim == 2 else w.decay.unsqueeze(-2)
+        return projected[..., : decay.shape[-1]] / (1.0 - decay)
 
     def _phantom(self, f, sol: Solution, projected: torch.Tensor) -> Transition:
         """Phantom gradient: re-run the last iteration(s) from the solved point with autograd

@@ -46,19 +46,26 @@ def iteration_and_input(model, batch=6, seed=0):
     return f, h, projected
 
 
+# every (c_max, a_max) the regime map sweeps (benchmarks/regimes.py contraction)
+SWEPT = ["0.5/0.25", "0.97/0.485", "0.99/0.495", "0.9/0.1", "0.9/0.8"]
+
+
 @pytest.mark.parametrize(
     "setup",
-    ["init", "trained", "scrambled", "deep_relu"],
+    ["init", "trained", "scrambled", "deep_relu", *(f"swept {s}" for s in SWEPT)],
 )
 def test_jacobian_and_difference_ratios_never_exceed_bound(setup):
     torch.manual_seed(1)
     cfg = LoopWMConfig.preset("tiny", obs_dim=5, action_dim=2)
     if setup == "deep_relu":
         cfg = cfg.replace(block_layers=3, activation="relu", c_max=0.97, a_max=0.3)
+    if setup.startswith("swept"):
+        c_max, a_max = map(float, setup.split()[1].split("/"))
+        cfg = cfg.replace(c_max=c_max, a_max=a_max)
     model = LoopWM(cfg)
     if setup == "trained":
         train_steps(model)
-    if setup in ("scrambled", "deep_relu"):
+    if setup in ("scrambled", "deep_relu") or setup.startswith("swept"):
         scramble(model)
     model = model.double().eval()
     bound = model.contraction_bound()

@@ -124,3 +124,31 @@ def test_grad_enabled_inference_matches_no_grad():
     assert out.latent.requires_grad
     torch.testing.assert_close(out.latent.detach(), ref.latent, rtol=0, atol=1e-10)
     assert torch.equal(out.iters, ref.iters)
+
+
+@torch.no_grad()
+def test_linear_warm_start_reaches_the_same_certified_fixed_point():
+    model = double_model(c_max=0.95, a_max=0.6)
+    linear = LoopWM(model.config.replace(warm_start="linear")).double().eval()
+    linear.load_state_dict(model.state_dict())
+    h, a = transition_inputs(model)
+    star = reference_fixed_point(model, h, a)
+    tol = 1e-6
+    out = linear.step(h, a, tol=tol, max_iters=500)
+    assert (out.iters < 500).all()
+    # the start changes the iterations, never the fixed point: the bound still holds
+    assert (torch.linalg.vector_norm(out.latent - star, dim=-1) <= tol * (1 + 1e-6)).all()
+    assert not torch.equal(out.iters, model.step(h, a, tol=tol, max_iters=500).iters)
+
+
+@torch.no_grad()
+def test_linear_warm_start_is_exact_for_a_block_without_its_nonlinear_part():
+    model = double_model(warm_start="linear")
+    model.block.out.weight.zero_()  # R(x, u) = 0: the linear fixed point is the fixed point
+    h, a = transition_inputs(model)
+    out = model.step(h, a, tol=1e-9, max_iters=50)
+    assert (out.iters == 1).all()
+    assert torch.allclose(out.residual, torch.zeros_like(out.residual), atol=1e-12)
+    # and it is a fixed point of the full block (not just of the start rule)
+    star = reference_fixed_point(model, h, a)
+    assert torch.allclose(out.latent, star, atol=1e-9)

@@ -154,6 +154,8 @@ def test_config_validation():
         LoopWMConfig(obs_dim=3, action_dim=1, c_max=1.0)
     with pytest.raises(ValueError, match="activation"):
         LoopWMConfig(obs_dim=3, action_dim=1, activation="silu")  # not 1-Lipschitz
+    with pytest.raises(ValueError, match="warm_start"):
+        LoopWMConfig(obs_dim=3, action_dim=1, warm_start="zero")
     with pytest.raises(ValueError, match="obs_dim"):
         LoopWMConfig(obs_dim=0, action_dim=1)
     with pytest.raises(ValueError, match="unknown LoopWMConfig fields"):
