@@ -109,8 +109,12 @@ def run_dreamer(
     planner: str,
     quick: bool = False,
     stop_at_threshold: bool = False,
+    model: str = "loopwm",
+    model_overrides: dict | None = None,
 ) -> dict:
-    run_dir = RUNS / env_id / f"dreamer-{planner}" / f"seed{seed}"
+    name = f"dreamer-{planner}" if model == "loopwm" else f"dreamer-{planner}-{model}"
+    name += "".join(f"-{k}={v}" for k, v in (model_overrides or {}).items())
+    run_dir = RUNS / env_id / name / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     config = TrainConfig(
         env_id=env_id,
@@ -121,7 +125,11 @@ def run_dreamer(
         seed=seed,
         # learning curves over the whole budget, like SAC's (unless told to stop)
         stop_at_threshold=stop_at_threshold,
-        agent=DreamerConfig(planner=PlannerConfig(kind=planner)),
+        agent=DreamerConfig(
+            model=model,
+            model_overrides=model_overrides or {},
+            planner=PlannerConfig(kind=planner),
+        ),
         # --quick: learn after 200 steps, so the smoke run exercises the updates too
         **({"prefill": 200, "pretrain": 10} if quick else {}),
     )

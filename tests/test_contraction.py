@@ -47,7 +47,7 @@ def iteration_and_input(model, batch=6, seed=0):
 
 
 # every (c_max, a_max) the regime map sweeps (benchmarks/regimes.py contraction)
-SWEPT = ["0.5/0.25", "0.97/0.485", "0.99/0.495", "0.9/0.1", "0.9/0.8"]
+SWEPT = ["0.5/0.25", "0.9/0.45", "0.97/0.485", "0.99/0.495", "0.9/0.1", "0.9/0.8"]
 
 
 @pytest.mark.parametrize(
