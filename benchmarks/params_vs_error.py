@@ -99,6 +99,30 @@ def family_model(family: str, width: int, obs_dim: int, action_dim: int) -> tupl
     return "mlp", width_overrides(best[0])
 
 
+def fit_row(replay: Replay, family: str, width: int, seed: int, args, windows=None) -> dict:
+    """Fit ``family`` at ``width`` for ``args.fit_steps`` steps; its held-out errors,
+    parameters and fit time (and FLOPs per transition on ``windows``, if given)."""
+    name, overrides = family_model(family, width, replay.obs_dim, replay.action_dim)
+    cfg = FitConfig(steps=args.fit_steps, eval_every=0, eval_horizon=args.horizon, seed=seed)
+    model, result = fit(replay, model=name, model_overrides=overrides, config=cfg, progress=False)
+    held = result["heldout"]
+    total, core = count_parameters(model)
+    return {
+        "family": family,
+        "width": width,
+        "fit_width": overrides["latent_dim"],
+        "seed": seed,
+        "parameters": total,
+        "transition_parameters": core,
+        "mse_1": held["obs_mse_1"],
+        "mse_K": held["obs_mse_K"],
+        "copy_mse_K": held["copy_mse_K"],
+        "iters_mean": held["iters_mean"],
+        "flops_per_transition": flops_per_transition(model, windows) if windows else None,
+        "train_seconds": result["train_seconds"],
+    }
+
+
 def _build(name: str, overrides: dict, obs_dim: int, action_dim: int):
     cfg = model_config(name, "default", obs_dim=obs_dim, action_dim=action_dim, overrides=overrides)
     return build_model(name, cfg)
@@ -215,6 +239,8 @@ def summarise(rows: list[dict], widths: list[int]) -> dict:
                 for k in ("width", "fit_width", "parameters", "transition_parameters")
             }
             for key in ("mse_1", "mse_K", "iters_mean", "flops_per_transition", "train_seconds"):
+                if group[0][key] is None:  # not measured
+                    continue
                 values = np.array([r[key] for r in group], dtype=float)
                 entry[key] = {"mean": float(values.mean()), "std": float(values.std())}
             entry["seeds"] = len(group)
@@ -339,32 +365,11 @@ def main() -> int:
             }
             for width in args.widths:
                 for family in args.families:
-                    name, overrides = family_model(family, width, replay.obs_dim, replay.action_dim)
-                    cfg = FitConfig(
-                        steps=args.fit_steps, eval_every=0, eval_horizon=args.horizon, seed=seed
-                    )
-                    model, result = fit(
-                        replay, model=name, model_overrides=overrides, config=cfg, progress=False
-                    )
-                    held = result["heldout"]
-                    total, core = count_parameters(model)
-                    row = {
-                        "family": family,
-                        "width": width,
-                        "fit_width": overrides["latent_dim"],
-                        "seed": seed,
-                        "parameters": total,
-                        "transition_parameters": core,
-                        "mse_1": held["obs_mse_1"],
-                        "mse_K": held["obs_mse_K"],
-                        "copy_mse_K": held["copy_mse_K"],
-                        "iters_mean": held["iters_mean"],
-                        "flops_per_transition": flops_per_transition(model, windows),
-                        "train_seconds": result["train_seconds"],
-                    }
+                    row = fit_row(replay, family, width, seed, args, windows)
                     rows.append(row)
                     print(
-                        f"{env_id} seed {seed} w{width:<4d}{family:12s} params {total:>9,d} "
+                        f"{env_id} seed {seed} w{width:<4d}{family:12s} "
+                        f"params {row['parameters']:>9,d} "
                         f"1-step {row['mse_1']:.4f} {args.horizon}-step {row['mse_K']:.4f} "
                         f"iters {row['iters_mean']:.1f} "
                         f"MFLOP {row['flops_per_transition'] / 1e6:.3f} "

@@ -277,6 +277,56 @@ def plot_uncertainty() -> Path:
     return _save(fig, "uncertainty.png")
 
 
+def plot_regimes() -> Path:
+    """Left: 50-step error against action repeat per family (largest width), per env.
+    Right: 50-step error against the test-time iteration cap per contraction setting."""
+    depth = json.loads((RESULTS / "regimes_depth.json").read_text())
+    contraction = json.loads((RESULTS / "regimes_contraction.json").read_text())
+    envs = sorted({p["env_id"] for p in depth["results"].values()})
+    fig, axes = plt.subplots(1, len(envs) + 1, figsize=(5 * (len(envs) + 1), 4))
+    for ax, env_id in zip(axes, envs, strict=False):
+        parts = sorted(
+            (p for p in depth["results"].values() if p["env_id"] == env_id),
+            key=lambda p: p["action_repeat"],
+        )
+        repeats = [p["action_repeat"] for p in parts]
+        for family in parts[0]["table"]:
+            last = [p["table"][family][-1] for p in parts]
+            ax.errorbar(
+                repeats,
+                [e["mse_K"]["mean"] for e in last],
+                yerr=[e["mse_K"]["std"] for e in last],
+                marker="o",
+                capsize=3,
+                label=f"{family} (width {last[0]['width']})",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("action repeat (env steps per transition)")
+        ax.set_ylabel(f"held-out {depth['settings']['horizon']}-step MSE")
+        ax.set_title(env_id)
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    key = next(iter(contraction["results"]))
+    part = contraction["results"][key]
+    for s in part["summary"]:
+        if s["a_max"] != min(0.5, s["c_max"] / 2):
+            continue  # the a_max sweep: in the table
+        caps = sorted(s["mse_K_by_cap"], key=int)
+        ax.plot(
+            [int(c) for c in caps],
+            [s["mse_K_by_cap"][c]["mean"] for c in caps],
+            marker="o",
+            ls="-" if s["grad_mode"] == "phantom" else "--",
+            label=f"c_max {s['c_max']} {s['grad_mode']}",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("test-time iteration cap")
+    ax.set_ylabel(f"held-out {contraction['settings']['horizon']}-step MSE")
+    ax.set_title(f"{part['env_id']} x{part['action_repeat']}: error vs cap")
+    ax.legend(fontsize=6)
+    return _save(fig, "regimes.png")
+
+
 def _save(fig, name: str) -> Path:
     path = RESULTS / name
     fig.tight_layout()
@@ -287,5 +337,5 @@ def _save(fig, name: str) -> Path:
 
 if __name__ == "__main__":
     plots = (plot_fit, plot_throughput, plot_dyna, plot_agent, plot_loop_behaviour)
-    for plot in (*plots, plot_params_vs_error, plot_uncertainty):
+    for plot in (*plots, plot_params_vs_error, plot_uncertainty, plot_regimes):
         print(f"wrote {plot()}")

@@ -44,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from loop_behaviour import errors
 from machine import provenance
-from params_vs_error import count_parameters, family_model, summarise, width_overrides
+from params_vs_error import fit_row, summarise, width_overrides
 
 import loopwm.envs  # noqa: F401  (registers loopwm/BouncingBall-v0)
 from loopwm.collect import collect
@@ -76,8 +77,23 @@ def dataset(env_id: str, repeat: int, transitions: int) -> Replay:
     return replay
 
 
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def rank_or_zero(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def at_iters(sweep: list[dict], target: float) -> dict:
+    """The sweep's rank figures at mean iterations ``target``: linear between the two
+    tolerances whose means bracket it (the nearest one outside the swept range)."""
+    points = sorted(sweep, key=lambda r: r["iters_mean"])
+    keys = ("spearman_iters_contact", "auc_iters_contact")
+    for low, high in zip(points, points[1:], strict=False):
+        if low["iters_mean"] <= target <= high["iters_mean"]:
+            span = high["iters_mean"] - low["iters_mean"]
+            w = (target - low["iters_mean"]) / span if span else 0.0
+            out = {k: (1 - w) * low[k] + w * high[k] for k in keys}
+            return out | {"iters_mean": target, "tols": [low["tol"], high["tol"]]}
+    near = min(points, key=lambda r: abs(r["iters_mean"] - target))
+    return {k: near[k] for k in keys} | {"iters_mean": near["iters_mean"], "tols": [near["tol"]]}
 
 
 def spread(values) -> dict:
@@ -93,54 +109,39 @@ def fit_one(replay: Replay, name: str, overrides: dict, seed: int, args) -> tupl
 # -- hypothesis 1: depth per transition ------------------------------------------------
 
 
-def depth(args) -> dict:
-    report = {}
+def datasets(args):
+    """``(env_id, repeat, replay)`` for every env and action repeat asked for."""
     for env_id in args.envs:
         for repeat in args.repeats:
-            replay = dataset(env_id, repeat, args.transitions)
-            rows = []
-            for seed in args.seeds:
-                for width in args.widths:
-                    for family in args.families:
-                        name, overrides = family_model(
-                            family, width, replay.obs_dim, replay.action_dim
-                        )
-                        model, result = fit_one(replay, name, overrides, seed, args)
-                        held = result["heldout"]
-                        total, core = count_parameters(model)
-                        rows.append(
-                            {
-                                "family": family,
-                                "width": width,
-                                "fit_width": overrides["latent_dim"],
-                                "seed": seed,
-                                "parameters": total,
-                                "transition_parameters": core,
-                                "mse_1": held["obs_mse_1"],
-                                "mse_K": held["obs_mse_K"],
-                                "copy_mse_K": held["copy_mse_K"],
-                                "iters_mean": held["iters_mean"],
-                                "flops_per_transition": 0.0,  # not counted here
-                                "train_seconds": result["train_seconds"],
-                            }
-                        )
-                        print(
-                            f"{env_id} x{repeat} seed {seed} w{width} {family:12s} "
-                            f"{args.horizon}-step {held['obs_mse_K']:.4f} "
-                            f"(copy {held['copy_mse_K']:.4f}) iters {held['iters_mean']:.1f}",
-                            flush=True,
-                        )
-            key = f"{env_id}@{repeat}"
-            report[key] = {
-                "env_id": env_id,
-                "action_repeat": repeat,
-                "transitions": len(replay),
-                "episodes": replay.num_episodes,
-                "runs": rows,
-                **depth_summary(rows, args.widths),
-            }
-            if args.partial:
-                write_json(args.partial, report)
+            yield env_id, repeat, dataset(env_id, repeat, args.transitions)
+
+
+def depth(args) -> dict:
+    report = {}
+    for env_id, repeat, replay in datasets(args):
+        rows = []
+        for seed in args.seeds:
+            for width in args.widths:
+                for family in args.families:
+                    row = fit_row(replay, family, width, seed, args)
+                    rows.append(row)
+                    print(
+                        f"{env_id} x{repeat} seed {seed} w{width} {family:12s} "
+                        f"{args.horizon}-step {row['mse_K']:.4f} "
+                        f"(copy {row['copy_mse_K']:.4f}) iters {row['iters_mean']:.1f}",
+                        flush=True,
+                    )
+        key = f"{env_id}@{repeat}"
+        report[key] = {
+            "env_id": env_id,
+            "action_repeat": repeat,
+            "transitions": len(replay),
+            "episodes": replay.num_episodes,
+            "runs": rows,
+            **depth_summary(rows, args.widths),
+        }
+        if args.partial:
+            write_json(args.partial, report)
     return report
 
 
@@ -149,10 +150,6 @@ def depth_summary(rows: list[dict], widths: list[int]) -> dict:
     50-step error (``params_vs_error.py``'s) and at its 1-step error; LoopWM against the
     GRU at each width, at both horizons."""
     summary = summarise(rows, widths)
-    summary["table"] = {
-        family: [{k: v for k, v in e.items() if k != "flops_per_transition"} for e in es]
-        for family, es in summary["table"].items()
-    }
     one_step = [{**r, "mse_K": r["mse_1"]} for r in rows]
     summary["ratio_at_matched_mse_1"] = summarise(one_step, widths)["ratio_at_matched_mse_K"]
     summary["gru_vs_loopwm"] = gru_comparison(rows, widths, "mse_K")
@@ -227,79 +224,64 @@ def contraction_settings() -> list[dict]:
     return settings + [{"c_max": 0.9, "a_max": a, "grad_mode": "phantom"} for a in (0.1, 0.8)]
 
 
-@torch.no_grad()
-def open_loop(model, windows: dict, *, tol: float, max_iters: int) -> dict:
-    """50-step error and iterations of ``model`` on held-out ``windows`` at one setting."""
-    latent = model.encode(windows["obs0"])
-    rollout = model.imagine(latent, windows["action"], tol=tol, max_iters=max_iters)
-    pred = model.decode(rollout.latent.flatten(0, 1), standardized=True)
-    err = (pred.reshape(windows["next_obs"].shape) - model.standardize(windows["next_obs"])).pow(2)
-    err = err.mean(dim=(0, 2))  # (K,)
-    iters = rollout.iters.float()
-    return {"mse_1": float(err[0]), "mse_K": float(err[-1]), "iters_mean": float(iters.mean())}
-
-
 def contraction(args) -> dict:
     report = {}
-    for env_id in args.envs:
-        for repeat in args.repeats:
-            replay = dataset(env_id, repeat, args.transitions)
-            rows = []
-            for seed in args.seeds:
-                _, heldout = replay.split(FitConfig().holdout_fraction, seed)
-                windows = batch_to_tensors(heldout.eval_windows(args.horizon, EVAL_WINDOWS))
-                for setting in contraction_settings():
-                    overrides = {**width_overrides(args.widths[0]), **setting}
-                    model, result = fit_one(replay, "loopwm", overrides, seed, args)
-                    model.eval()
-                    cfg = model.config
-                    # the iterations training ran: the solver's cap (phantom) or the
-                    # sampled count's mean (truncated)
-                    train_cap = (
-                        cfg.max_iters if cfg.grad_mode == "phantom" else round(cfg.train_iters_mean)
-                    )
-                    caps = [
-                        {"cap": k, **open_loop(model, windows, tol=cfg.tol, max_iters=k)}
-                        for k in CAPS
-                    ]
-                    fixed = open_loop(model, windows, **FIXED_POINT)
-                    at_train = open_loop(model, windows, tol=cfg.tol, max_iters=train_cap)
-                    above = [c for c in caps if c["cap"] > train_cap]
-                    best_above = min(above, key=lambda c: c["mse_K"]) if above else None
-                    best = min(caps, key=lambda c: c["mse_K"])
-                    row = {
-                        **setting,
-                        "seed": seed,
-                        "contraction_bound": result["contraction_bound"],
-                        "train_cap": train_cap,
-                        "caps": caps,
-                        "fixed_point": fixed,
-                        "at_train_cap": at_train,
-                        # > 0: the best early cap predicts better than the fixed point
-                        "best_cap": best["cap"],
-                        "best_cap_gain_over_fixed_point": 1 - best["mse_K"] / fixed["mse_K"],
-                        # > 0: a cap above training's lowers the 50-step error
-                        "gain_above_train_cap": (
-                            1 - best_above["mse_K"] / at_train["mse_K"] if best_above else None
-                        ),
-                    }
-                    rows.append(row)
-                    print(
-                        f"{env_id} x{repeat} seed {seed} c_max {setting['c_max']} a_max "
-                        f"{setting['a_max']} {setting['grad_mode']:9s} fixed point "
-                        f"{fixed['mse_K']:.4f} ({fixed['iters_mean']:.1f} iters), at train cap "
-                        f"{train_cap} {at_train['mse_K']:.4f}, best cap {best['cap']} "
-                        f"{best['mse_K']:.4f}",
-                        flush=True,
-                    )
-            report[f"{env_id}@{repeat}"] = {
-                "env_id": env_id,
-                "action_repeat": repeat,
-                "runs": rows,
-                "summary": summarise_settings(rows),
-            }
-            if args.partial:
-                write_json(args.partial, report)
+    for env_id, repeat, replay in datasets(args):
+        rows = []
+        for seed in args.seeds:
+            _, heldout = replay.split(FitConfig().holdout_fraction, seed)
+            windows = batch_to_tensors(heldout.eval_windows(args.horizon, EVAL_WINDOWS))
+            for setting in contraction_settings():
+                overrides = {**width_overrides(args.widths[0]), **setting}
+                model, result = fit_one(replay, "loopwm", overrides, seed, args)
+                model.eval()
+                cfg = model.config
+                # the iterations training ran: the solver's cap (phantom) or the
+                # sampled count's mean (truncated)
+                train_cap = (
+                    cfg.max_iters if cfg.grad_mode == "phantom" else round(cfg.train_iters_mean)
+                )
+                caps = [
+                    {"cap": k, **errors(model, windows, tol=cfg.tol, max_iters=k)} for k in CAPS
+                ]
+                fixed = errors(model, windows, **FIXED_POINT)
+                at_train = errors(model, windows, tol=cfg.tol, max_iters=train_cap)
+                above = [c for c in caps if c["cap"] > train_cap]
+                best_above = min(above, key=lambda c: c["mse_K"]) if above else None
+                best = min(caps, key=lambda c: c["mse_K"])
+                row = {
+                    **setting,
+                    "seed": seed,
+                    "contraction_bound": result["contraction_bound"],
+                    "train_cap": train_cap,
+                    "caps": caps,
+                    "fixed_point": fixed,
+                    "at_train_cap": at_train,
+                    # > 0: the best early cap predicts better than the fixed point
+                    "best_cap": best["cap"],
+                    "best_cap_gain_over_fixed_point": 1 - best["mse_K"] / fixed["mse_K"],
+                    # > 0: a cap above training's lowers the 50-step error
+                    "gain_above_train_cap": (
+                        1 - best_above["mse_K"] / at_train["mse_K"] if best_above else None
+                    ),
+                }
+                rows.append(row)
+                print(
+                    f"{env_id} x{repeat} seed {seed} c_max {setting['c_max']} a_max "
+                    f"{setting['a_max']} {setting['grad_mode']:9s} fixed point "
+                    f"{fixed['mse_K']:.4f} ({fixed['iters_mean']:.1f} iters), at train cap "
+                    f"{train_cap} {at_train['mse_K']:.4f}, best cap {best['cap']} "
+                    f"{best['mse_K']:.4f}",
+                    flush=True,
+                )
+        report[f"{env_id}@{repeat}"] = {
+            "env_id": env_id,
+            "action_repeat": repeat,
+            "runs": rows,
+            "summary": summarise_settings(rows),
+        }
+        if args.partial:
+            write_json(args.partial, report)
     return report
 
 
@@ -357,22 +339,21 @@ def measure_starts(model, obs: torch.Tensor, actions: torch.Tensor, contacts: np
                 {
                     "tol": float(tol),
                     "iters_mean": float(iters.mean()),
-                    "spearman_iters_contact": spearman(iters, contacts),
+                    # one count for every transition ranks nothing: 0 (spearman: NaN)
+                    "spearman_iters_contact": rank_or_zero(spearman(iters, contacts)),
+                    "constant": bool(iters.min() == iters.max()),
                     "auc_iters_contact": auc(iters, contacts),
                     "latent": out.latent,
                 }
             )
         row["starts"][start] = sweep
-    # equal mean iterations: each start at the tolerance whose mean iterations are
-    # nearest the default start's at the default tolerance
+    # equal mean iterations: each start's figures where its mean iterations equal the
+    # latent start's at the default tolerance
     base = min(row["starts"]["latent"], key=lambda r: abs(math.log(r["tol"] / reference_tol)))
     row["reference"] = {"tol": reference_tol, "iters_mean": base["iters_mean"]}
-    row["at_equal_iters"] = {}
-    for start, sweep in row["starts"].items():
-        match = min(sweep, key=lambda r: abs(r["iters_mean"] - base["iters_mean"]))
-        row["at_equal_iters"][start] = {
-            k: match[k] for k in ("tol", "iters_mean", "spearman_iters_contact")
-        } | {"auc_iters_contact": match["auc_iters_contact"]}
+    row["at_equal_iters"] = {
+        start: at_iters(sweep, base["iters_mean"]) for start, sweep in row["starts"].items()
+    }
     # the same fixed point from either start (at the tightest tolerance)
     row["fixed_point_gap"] = float(
         (row["starts"]["latent"][-1]["latent"] - row["starts"]["linear"][-1]["latent"])
@@ -403,21 +384,27 @@ def warmstart(args) -> dict:
         row["seed"] = seed
         print(f"seed {seed}: {json.dumps(row['at_equal_iters'])}", flush=True)
         rows.append(row)
-    summary = {
-        start: {
-            key: spread([r["at_equal_iters"][start][key] for r in rows])
-            for key in ("iters_mean", "spearman_iters_contact", "auc_iters_contact")
-        }
-        for start in ("latent", "linear")
-    }
     return {
         "env_id": "loopwm/BouncingBall-v0",
         "train_transitions": len(train),
         "test_transitions": len(test),
         "contact_fraction": float(contacts.mean()),
         "target": "Spearman(iterations, contact) >= 0.6 at equal mean iterations",
-        "summary": summary,
+        "matching": "each start's figures interpolated (linear in mean iterations) between "
+        "the swept tolerances that bracket the latent start's mean at tol 1e-3; a constant "
+        "iteration count ranks at 0",
+        "summary": warm_summary(rows),
         "runs": rows,
+    }
+
+
+def warm_summary(rows: list[dict]) -> dict:
+    return {
+        start: {
+            key: spread([r["at_equal_iters"][start][key] for r in rows])
+            for key in ("iters_mean", "spearman_iters_contact", "auc_iters_contact")
+        }
+        for start in ("latent", "linear")
     }
 
 
