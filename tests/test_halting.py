@@ -152,3 +152,15 @@ def test_linear_warm_start_is_exact_for_a_block_without_its_nonlinear_part():
     # and it is a fixed point of the full block (not just of the start rule)
     star = reference_fixed_point(model, h, a)
     assert torch.allclose(out.latent, star, atol=1e-9)
+
+
+@torch.no_grad()
+def test_linear_warm_start_of_an_ensemble_starts_each_member_at_its_own_linear_point():
+    model = double_model(warm_start="linear", ensemble=3)
+    plain = LoopWM(model.config.replace(warm_start="latent")).double().eval()
+    plain.load_state_dict(model.state_dict())
+    h, a = transition_inputs(model, batch=8)
+    out, ref = model.step(h, a, tol=1e-9, max_iters=300), plain.step(h, a, tol=1e-9, max_iters=300)
+    assert out.members.shape == (3, 8, model.config.latent_dim)
+    # each member reaches its own fixed point, whatever the start
+    torch.testing.assert_close(out.members, ref.members, rtol=0, atol=1e-8)

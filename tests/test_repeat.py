@@ -43,10 +43,11 @@ def test_rewards_sum_events_are_or_ed_and_the_episode_ends_at_its_sub_step():
     assert obs[0] == 5 and reward == 2.0 and terminated and info["repeats"] == 2
 
 
-def test_an_even_only_event_is_still_reported():
+def test_an_event_of_an_earlier_sub_step_is_still_reported():
     env = ActionRepeat(CounterEnv(), 2)
     env.reset(seed=0)
-    assert env.step(np.zeros(1, np.float32))[4]["odd"] is True  # steps 1 (odd) and 2
+    # sub-steps 1 (odd) and 2 (even, the last): the last one's flag alone would say False
+    assert env.step(np.zeros(1, np.float32))[4]["odd"] is True
 
 
 def test_make_env_repeats_and_refuses_a_repeat_below_one():
