@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from tables import agent_runs, dyna_reports  # noqa: E402  (the script's own folder is on sys.path)
+from tables import agent_runs, dyna_reports, regime_report  # noqa: E402  (the script's own folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results"
 AGENT_COLORS = {"dreamer": "tab:blue", "dreamer-mppi": "tab:green", "sac": "tab:orange"}
@@ -280,8 +280,7 @@ def plot_uncertainty() -> Path:
 def plot_regimes() -> Path:
     """Left: 50-step error against action repeat per family (largest width), per env.
     Right: 50-step error against the test-time iteration cap per contraction setting."""
-    depth = json.loads((RESULTS / "regimes_depth.json").read_text())
-    contraction = json.loads((RESULTS / "regimes_contraction.json").read_text())
+    depth, contraction = regime_report("depth"), regime_report("contraction")
     envs = sorted({p["env_id"] for p in depth["results"].values()})
     fig, axes = plt.subplots(1, len(envs) + 1, figsize=(5 * (len(envs) + 1), 4))
     for ax, env_id in zip(axes, envs, strict=False):

@@ -457,8 +457,21 @@ def pixels_cost_table() -> str:
     return "\n".join(rows)
 
 
-def _regimes(part: str) -> dict:
-    return json.loads((RESULTS / f"regimes_{part}.json").read_text())
+def regime_report(part: str) -> dict:
+    """``results/regimes_PART.json`` merged with any later runs of the same part
+    (``regimes_PART_*.json``, e.g. one more action repeat): their results, sorted by env
+    and repeat, and the union of their repeats."""
+    paths = [RESULTS / f"regimes_{part}.json", *sorted(RESULTS.glob(f"regimes_{part}_*.json"))]
+    reports = [json.loads(p.read_text()) for p in paths if p.exists()]
+    merged = {**reports[0], "commands": [r["command"] for r in reports]}
+    if len(reports) > 1:
+        results = {k: v for r in reports for k, v in r["results"].items()}
+        merged["results"] = dict(
+            sorted(results.items(), key=lambda kv: (kv[1]["env_id"], kv[1]["action_repeat"]))
+        )
+        repeats = {n for r in reports for n in r["settings"]["repeats"]}
+        merged["settings"] = {**reports[0]["settings"], "repeats": sorted(repeats)}
+    return merged
 
 
 RATIO_MARKS = {"at most": "≤ ", "at least": "≥ ", "interpolated": ""}
@@ -469,7 +482,7 @@ def _ratio(entry: dict) -> str:
 
 
 def regime_depth_table() -> str:
-    report = _regimes("depth")
+    report = regime_report("depth")
     k = report["settings"]["horizon"]
     widths = " / ".join(str(w) for w in report["settings"]["widths"])
     rows = [
@@ -508,7 +521,7 @@ def regime_depth_table() -> str:
 def regime_map_table() -> str:
     """One row per hypothesis: the best regime measured, its figure, the target, met."""
     rows = ["| hypothesis | best regime measured | target | met |", "|---|---|---|---|"]
-    depth = _regimes("depth")
+    depth = regime_report("depth")
     stack, gru, both, cells = [], [], [], 0
     for part in depth["results"].values():
         name = f"{part['env_id'].split('/')[-1]} x{part['action_repeat']}"
@@ -530,7 +543,7 @@ def regime_map_table() -> str:
         f"GRU's at equal width, spreads apart: {len(gru)}{_named(gru)} "
         f"| both at once | {'yes: ' + ', '.join(both) if both else 'no'} |"
     )
-    contraction = _regimes("contraction")
+    contraction = regime_report("contraction")
     cells, gains, lower_everywhere = [], [], None
     for part in contraction["results"].values():
         summary = part["summary"]
@@ -579,7 +592,7 @@ def regime_map_table() -> str:
         f"| 3. training for test-time depth (phantom against recurrent-depth) | a cap above "
         f"training's lowers the error {where} | ≥ 10% | {'yes' if gain >= 0.10 else 'no'} |"
     )
-    warm = _regimes("warmstart")["results"]["summary"]
+    warm = regime_report("warmstart")["results"]["summary"]
     top = max(warm, key=lambda k: warm[k]["spearman_iters_contact"]["mean"])
     rho = warm[top]["spearman_iters_contact"]
     rows.append(
@@ -587,7 +600,7 @@ def regime_map_table() -> str:
         + ", ".join(f"{k} {pm(v['spearman_iters_contact'], 2)}" for k, v in warm.items())
         + f" at equal mean iterations | ≥ 0.6 | {'yes' if rho['mean'] >= 0.6 else 'no'} |"
     )
-    agent = _regimes("agent")["results"]
+    agent = regime_report("agent")["results"]
     cells, met = [], True
     for env_id, models in agent.items():
         curves = {  # per model: per evaluation, the seeds' returns
@@ -623,7 +636,7 @@ def _named(items: list[str]) -> str:
 
 
 def regime_contraction_table() -> str:
-    report = _regimes("contraction")
+    report = regime_report("contraction")
     k = report["settings"]["horizon"]
     rows = [
         f"| env | repeat | c_max | a_max | training | {k}-step MSE at the fixed point "
@@ -649,7 +662,7 @@ def _percent(stat: dict) -> str:
 
 
 def regime_warmstart_table() -> str:
-    report = _regimes("warmstart")["results"]
+    report = regime_report("warmstart")["results"]
     rows = [
         "| warm start | mean iterations | Spearman(iterations, contact) | ROC AUC (contact) |",
         "|---|---|---|---|",
@@ -663,7 +676,7 @@ def regime_warmstart_table() -> str:
 
 
 def regime_agent_table() -> str:
-    report = _regimes("agent")["results"]
+    report = regime_report("agent")["results"]
     rows = []
     for env_id, models in report.items():
         steps = [c["env_steps"] for c in next(iter(next(iter(models.values())).values()))["curve"]]
