@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 
 import torch
@@ -62,3 +63,20 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps(machine_info(), indent=2))
+
+
+def run_side_by_side(commands: list[list[str]], jobs: int) -> int:
+    """Run ``commands`` as processes, ``jobs`` at a time; at the first failure kill the
+    others and return its exit code (0 when all succeed)."""
+    pending, running = list(commands), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            running.append(subprocess.Popen(pending.pop(0)))
+        time.sleep(1.0)
+        for process in [p for p in running if p.poll() is not None]:
+            running.remove(process)
+            if process.returncode != 0:
+                for other in running:
+                    other.kill()
+                return process.returncode
+    return 0

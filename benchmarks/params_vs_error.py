@@ -41,7 +41,6 @@ import itertools
 import json
 import math
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import machine_info
+from machine import machine_info, run_side_by_side
 from torch.utils.flop_counter import FlopCounterMode
 
 from loopwm.collect import collect
@@ -276,19 +275,13 @@ def run_in_parallel(args: argparse.Namespace) -> int:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         outs = {env_id: Path(tmp) / f"{i}.json" for i, env_id in enumerate(envs)}
-        pending, running = list(envs), []
-        while pending or running:
-            while pending and len(running) < args.jobs:
-                env_id = pending.pop(0)
-                command = [sys.executable, __file__, "--envs", env_id, *shared]
-                running.append(subprocess.Popen([*command, "--out", str(outs[env_id])]))
-            time.sleep(1.0)
-            for process in [p for p in running if p.poll() is not None]:
-                running.remove(process)
-                if process.returncode != 0:
-                    for other in running:
-                        other.kill()
-                    return process.returncode
+        commands = [
+            [sys.executable, __file__, "--envs", env_id, *shared, "--out", str(outs[env_id])]
+            for env_id in envs
+        ]
+        code = run_side_by_side(commands, args.jobs)
+        if code:
+            return code
         if args.quick:
             return 0
         reports = [json.loads(outs[env_id].read_text()) for env_id in envs]

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from loop_behaviour import errors
-from machine import provenance
+from machine import provenance, run_side_by_side
 from params_vs_error import fit_row, summarise, width_overrides
 
 import loopwm.envs  # noqa: F401  (registers loopwm/BouncingBall-v0)
@@ -478,20 +478,11 @@ def run_in_parallel(args, argv: list[str]) -> dict:
     units = list(getattr(args, key))
     with tempfile.TemporaryDirectory() as tmp:
         outs = {unit: Path(tmp) / f"{i}.json" for i, unit in enumerate(units)}
-        pending, running = list(units), []
-        while pending or running:
-            while pending and len(running) < args.jobs:
-                unit = pending.pop(0)
-                command = [sys.executable, __file__, *argv, "--jobs", "1", "--threads", "1"]
-                command += [f"--{key}", unit, "--partial", str(outs[unit])]
-                running.append(subprocess.Popen(command))
-            time.sleep(1.0)
-            for process in [p for p in running if p.poll() is not None]:
-                running.remove(process)
-                if process.returncode != 0:
-                    for other in running:
-                        other.kill()
-                    raise SystemExit(process.returncode)
+        worker = [sys.executable, __file__, *argv, "--jobs", "1", "--threads", "1"]
+        commands = [[*worker, f"--{key}", u, "--partial", str(outs[u])] for u in units]
+        code = run_side_by_side(commands, args.jobs)
+        if code:
+            raise SystemExit(code)
         if args.quick:
             return {}
         merged: dict = {}

@@ -579,7 +579,8 @@ def regime_map_table() -> str:
         "| 2. contraction budget (c_max 0.5–0.99, a_max 0.1–0.8) | lowest fixed-point "
         f"{contraction['settings']['horizon']}-step error against c_max 0.9 (a_max 0.45), "
         f"phantom: {'; '.join(cells)}; lower on both envs: {everywhere or 'none'} "
-        "| a certified setting better than the default on every env | no |"
+        "| a certified setting better than the default on every env | "
+        f"{'yes' if lower_everywhere else 'no'} |"
     )
     gain, s, part = max(gains, key=lambda g: g[0])
     where = (
