@@ -162,8 +162,10 @@ class TrainConfig:
     """Real steps between checkpoints (also written at the end)."""
     log_every: int = 250
     """Real steps between TensorBoard writes of training metrics."""
-    replay_capacity: int = 1_000_000
-    """Transitions kept in memory (all of them stay on disk)."""
+    replay_capacity: int | None = None
+    """Transitions kept in memory (all of them stay on disk); ``None``: 1,000,000, or as
+    many as 8 GiB hold where that is fewer (about 116,000 transitions of 64x64 frames,
+    three stacked; any state observation fits 1,000,000)."""
     seed: int = 0
     """Seed of the env, the networks and every sampler."""
     agent: DreamerConfig = field(default_factory=DreamerConfig)
@@ -176,7 +178,8 @@ class TrainConfig:
         if check_nonnegative_int("prefill", self.prefill) < 1:
             raise ConfigError("prefill must be >= 1: the model needs data before it learns")
         check_positive("train_ratio", self.train_ratio)
-        check_positive_int("replay_capacity", self.replay_capacity)
+        if self.replay_capacity is not None:
+            check_positive_int("replay_capacity", self.replay_capacity)
         if check_positive_int("num_envs", self.num_envs) > 1 and self.steps % self.num_envs:
             raise ConfigError(
                 f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): "

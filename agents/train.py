@@ -117,10 +117,27 @@ def evaluate_agent(agent, env: gym.Env, episodes: int, *, seed: int) -> list[flo
     return returns
 
 
+REPLAY_CAPACITY = 1_000_000  # the default in-memory capacity, ...
+REPLAY_MEMORY = 8 * 2**30  # ... or fewer, so that the replay's arrays take at most this
+
+
+def replay_capacity(config: TrainConfig, env: gym.Env) -> int:
+    """Transitions the run's replay keeps in memory: ``config.replay_capacity``, or by
+    default :data:`REPLAY_CAPACITY`, capped so that they take at most :data:`REPLAY_MEMORY`
+    bytes (observation and next observation in their stored dtype, action, scalars)."""
+    if config.replay_capacity is not None:
+        return config.replay_capacity
+    observations = ObsCodec(env.observation_space)
+    obs_bytes = observations.dim * np.dtype(observations.storage_dtype).itemsize
+    per_transition = 2 * obs_bytes + 4 * ActionCodec(env.action_space).dim + 32
+    return max(1, min(REPLAY_CAPACITY, REPLAY_MEMORY // per_transition))
+
+
 def default_replay(root: Path, env: gym.Env, config: TrainConfig, resume: bool) -> OnlineReplay:
     """The run's replay in ``root``: reopened on a resume, else new."""
+    capacity = replay_capacity(config, env)
     if resume and (root / "meta.json").is_file():
-        return OnlineReplay.resume(root, capacity=config.replay_capacity)
+        return OnlineReplay.resume(root, capacity=capacity)
     meta = dataset_meta(config.env_id, env, policy="loopwm-train", seed=config.seed)
     observations = ObsCodec(env.observation_space)
     return OnlineReplay(
@@ -128,7 +145,7 @@ def default_replay(root: Path, env: gym.Env, config: TrainConfig, resume: bool) 
         obs_dim=observations.dim,
         action_dim=ActionCodec(env.action_space).dim,
         meta=meta,
-        capacity=config.replay_capacity,
+        capacity=capacity,
         obs_dtype=observations.storage_dtype,
     )
 

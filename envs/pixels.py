@@ -66,7 +66,9 @@ class PixelObservation(gym.Wrapper):
         return self._observation(), reward, terminated, truncated, {**info, "state": state}
 
     def render(self) -> np.ndarray:
-        """The newest frame (size, size, 3)."""
+        """The newest frame (size, size, 3); gymnasium's ``ResetNeeded`` before a reset."""
+        if not self._frames:
+            raise gym.error.ResetNeeded("PixelObservation.render() needs a reset() first")
         return self._frames[-1].copy()
 
     def _observation(self) -> np.ndarray:
@@ -116,8 +118,13 @@ def make_pixel_env(
 
 def register_pixel_env(env_id: str) -> str:
     """Register ``pixels/<base>`` for the pixel id ``env_id`` (idempotent); returns it.
-    The time limit and reward threshold are the base env's."""
+    The time limit and reward threshold are the base env's. A base that is a pixel id
+    itself (``pixels/pixels/...``) is refused: its frames would be rendered twice."""
     base = env_id.split("/", 1)[1]
+    if is_pixel_id(base):
+        raise ConfigError(
+            f"{env_id!r} nests a pixel id: {base!r} is a pixel env already; use it directly"
+        )
     if env_id not in gym.registry:
         spec = gym.spec(base)  # an unknown base id raises gymnasium's error here
         gym.register(

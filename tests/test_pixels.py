@@ -33,6 +33,8 @@ def cli(command: str) -> int:
 def test_pixel_ids_observe_stacked_rendered_frames():
     env = make_env("pixels/InvertedPendulum-v5", size=16)
     assert env.observation_space == spaces.Box(0, 255, (16, 16, 9), np.uint8)
+    with pytest.raises(gym.error.ResetNeeded, match="reset"):
+        env.render()  # no frame yet
     assert env.spec.max_episode_steps == 1000 and env.spec.reward_threshold == 950
     obs, info = env.reset(seed=0)
     assert obs.dtype == np.uint8 and info["state"].shape == (4,)
@@ -49,6 +51,9 @@ def test_pixel_ids_observe_stacked_rendered_frames():
     cartpole.close()
     with pytest.raises(ValueError, match="cannot make environment 'pixels/NoSuchEnv-v9'"):
         make_env("pixels/NoSuchEnv-v9")
+    with pytest.raises(ConfigError, match="nests a pixel id"):
+        make_env("pixels/pixels/CartPole-v1")
+    assert "pixels/pixels/CartPole-v1" not in gym.registry  # nothing registered
 
 
 def test_the_codec_flattens_images_and_rounds_decoded_pixels_back():
@@ -87,6 +92,26 @@ def test_images_survive_the_replay_bit_for_bit_and_are_compressed(tmp_path):
             with pytest.raises(ValueError, match="0..255"):
                 writer.add(bad, [0.5], 1.0, images[0], False, False)
         assert writer.written == 0
+
+
+def test_the_default_replay_capacity_keeps_a_pixel_replay_within_its_memory_budget():
+    from types import SimpleNamespace
+
+    from loopwm.agents import TrainConfig
+    from loopwm.agents.train import REPLAY_MEMORY, replay_capacity
+
+    action = spaces.Box(-1, 1, (1,), np.float32)
+    state = SimpleNamespace(observation_space=spaces.Box(-1, 1, (17,)), action_space=action)
+    pixels = SimpleNamespace(
+        observation_space=spaces.Box(0, 255, (64, 64, 9), np.uint8), action_space=action
+    )
+    assert replay_capacity(TrainConfig(), state) == 1_000_000
+    capacity = replay_capacity(TrainConfig(), pixels)
+    assert 100_000 < capacity < 120_000  # 73.7 KB per transition: obs and next obs, uint8
+    assert capacity * 2 * 64 * 64 * 9 <= REPLAY_MEMORY
+    assert replay_capacity(TrainConfig(replay_capacity=5_000), pixels) == 5_000
+    with pytest.raises(ConfigError, match="replay_capacity"):
+        TrainConfig(replay_capacity=0)
 
 
 def test_the_conv_model_sees_pixels_scaled_once_in_one_place():
