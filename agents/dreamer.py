@@ -64,7 +64,8 @@ class Actor(nn.Module):
     def distribution(self, latent: torch.Tensor) -> torch.distributions.Normal:
         mean, std = self.net(latent).chunk(2, dim=-1)  # (B, A) each
         std = self.min_std + (self.max_std - self.min_std) * torch.sigmoid(std + 2.0)
-        return torch.distributions.Normal(torch.tanh(mean), std)
+        # valid by construction (std >= min_std > 0): skip the per-call argument checks
+        return torch.distributions.Normal(torch.tanh(mean), std, validate_args=False)
 
     def sample(
         self, latent: torch.Tensor, generator: torch.Generator | None = None

@@ -59,12 +59,6 @@ def provenance() -> dict:
     }
 
 
-if __name__ == "__main__":
-    import json
-
-    print(json.dumps(machine_info(), indent=2))
-
-
 def run_side_by_side(commands: list[list[str]], jobs: int) -> int:
     """Run ``commands`` as processes, ``jobs`` at a time; at the first failure kill the
     others and return its exit code (0 when all succeed)."""
@@ -80,3 +74,9 @@ def run_side_by_side(commands: list[list[str]], jobs: int) -> int:
                     other.kill()
                 return process.returncode
     return 0
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(machine_info(), indent=2))

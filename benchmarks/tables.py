@@ -181,6 +181,38 @@ def solve_table() -> str:
     return "\n".join(rows)
 
 
+def solve_ab_table() -> str:
+    """Two agent configurations side by side: real steps and wall seconds to solve."""
+    import numpy as np
+
+    report = json.loads((RESULTS / "solve_ab.json").read_text())
+    names = list(report["runs"])
+    rows = [
+        "| configuration | flags | solved | real steps: median (mean) | wall s: median (mean) "
+        "| ms per update | per seed (steps / s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    medians = {}
+    for text in report["configs"]:
+        name, _, flags = text.partition("=")
+        runs = list(report["runs"][name].values())
+        steps = [r["env_steps"] for r in runs]
+        wall = [r["wall_seconds"] for r in runs]
+        medians[name] = (np.median(steps), np.median(wall))
+        per_seed = ", ".join(f"{r['env_steps']} / {r['wall_seconds']:.0f}" for r in runs)
+        ms = [r["ms_per_update"] for r in runs]
+        rows.append(
+            f"| {name} | `{flags or '(defaults)'}` | {sum(r['solved'] for r in runs)} of "
+            f"{len(runs)} | {np.median(steps):.0f} ({np.mean(steps):.0f}) | "
+            f"{np.median(wall):.0f} ({np.mean(wall):.0f}) | {min(ms):.0f}–{max(ms):.0f} "
+            f"| {per_seed} |"
+        )
+    first, second = names
+    ratio = [b / a for a, b in zip(medians[first], medians[second], strict=True)]
+    rows.append(f"| {second} ÷ {first} (medians) | | | {ratio[0]:.2f} | {ratio[1]:.2f} | | |")
+    return "\n".join(rows)
+
+
 def speed_machine() -> str:
     report = json.loads((RESULTS / "speed.json").read_text())
     machine = report["machine"]
@@ -720,6 +752,7 @@ TABLES = {
     "adaptive": adaptive_table,
     "speed": speed_table,
     "solve": solve_table,
+    "solve-ab": solve_ab_table,
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
