@@ -113,6 +113,8 @@ def main() -> int:
                 f"{record['ms_per_update']} ms/update, solved {record['solved']}",
                 flush=True,
             )
+        if not args.quick:  # after every seed: an interrupted benchmark keeps what finished
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
     for name, runs in results["runs"].items():
         steps = [r["env_steps"] for r in runs.values()]
         wall = [r["wall_seconds"] for r in runs.values()]
@@ -121,7 +123,6 @@ def main() -> int:
             f"wall median {np.median(wall):.0f} s (mean {np.mean(wall):.0f})"
         )
     if not args.quick:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
 
