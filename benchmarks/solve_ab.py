@@ -4,7 +4,8 @@ For every seed the two configurations train at once, each in its own process wit
 torch thread (so they share the machine evenly), until the first evaluation (every 500
 steps, 5 deterministic episodes) reaches the env's reward threshold or the step budget
 runs out. Recorded per run: real steps, updates, wall seconds, milliseconds per update
-and the evaluation curve, from the run folder's ``metrics.json``.
+and the evaluation curve, from the run folder's ``metrics.json``, and the final world
+model's mean predicted continuation on the run's terminal transitions and on the rest.
 
 A configuration is ``NAME`` or ``NAME=ARGS``, ARGS being ``loopwm train`` flags; the
 default pair is the agent's actor-critic width and imagination batch before (256, 256)
@@ -48,6 +49,34 @@ def parse_config(text: str) -> tuple[str, list[str]]:
     return name, shlex.split(args)
 
 
+def continuation(run_dir: Path) -> dict | None:
+    """How well the run's final world model knows where episodes end: its mean predicted
+    continuation on the run's own terminal transitions (ideally 0) and on the rest
+    (ideally 1); ``None`` for a run without terminal transitions."""
+    import torch
+
+    from loopwm import load
+    from loopwm.replay import Replay
+
+    replay = Replay.load(run_dir / "replay")
+    terminal = replay.terminated.astype(bool)
+    if not terminal.any():
+        return None
+    model = load(run_dir / "model.safetensors").eval()
+    cont = []
+    with torch.no_grad():
+        for start in range(0, len(terminal), 4096):
+            obs = torch.as_tensor(replay.obs[start : start + 4096], dtype=torch.float32)
+            action = torch.as_tensor(replay.action[start : start + 4096], dtype=torch.float32)
+            cont.append(model.step(model.encode(obs), action).cont.numpy())
+    cont = np.concatenate(cont)
+    return {
+        "terminal": round(float(cont[terminal].mean()), 3),
+        "other": round(float(cont[~terminal].mean()), 3),
+        "terminals": int(terminal.sum()),
+    }
+
+
 def summary(run_dir: Path) -> dict:
     """The figures of one finished run, from its ``metrics.json``."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -58,6 +87,7 @@ def summary(run_dir: Path) -> dict:
         "wall_seconds": metrics["wall_seconds"],
         "ms_per_update": round(1e3 * metrics["wall_seconds"] / updates, 1) if updates else None,
         "solved": metrics["stopped"] == "reward_threshold",
+        "continuation": continuation(run_dir),
         "curve": [
             {k: e[k] for k in ("env_steps", "wall_seconds", "return_mean")}
             for e in metrics["evaluations"]

@@ -181,16 +181,16 @@ def solve_table() -> str:
     return "\n".join(rows)
 
 
-def solve_ab_table() -> str:
+def solve_ab_table(name: str = "solve_ab") -> str:
     """Two agent configurations side by side: real steps and wall seconds to solve."""
     import numpy as np
 
-    report = json.loads((RESULTS / "solve_ab.json").read_text())
+    report = json.loads((RESULTS / f"{name}.json").read_text())
     names = list(report["runs"])
     rows = [
         "| configuration | flags | solved | real steps: median (mean) | wall s: median (mean) "
-        "| ms per update | per seed (steps / s) |",
-        "|---|---|---|---|---|---|---|",
+        "| ms per update | predicted continuation: terminal / other | per seed (steps / s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     medians = {}
     for text in report["configs"]:
@@ -199,17 +199,29 @@ def solve_ab_table() -> str:
         steps = [r["env_steps"] for r in runs]
         wall = [r["wall_seconds"] for r in runs]
         medians[name] = (np.median(steps), np.median(wall))
-        per_seed = ", ".join(f"{r['env_steps']} / {r['wall_seconds']:.0f}" for r in runs)
+        per_seed = ", ".join(
+            f"{r['env_steps']} / {r['wall_seconds']:.0f}"
+            if r["solved"]
+            else f"not solved ({r['curve'][-1]['return_mean']:.0f} at {r['env_steps']})"
+            for r in runs
+        )
         ms = [r["ms_per_update"] for r in runs]
+        cont = [r["continuation"] for r in runs if r.get("continuation")]
+        cont = (
+            f"{np.mean([c['terminal'] for c in cont]):.2f} / "
+            f"{np.mean([c['other'] for c in cont]):.2f}"
+            if cont
+            else "-"
+        )
         rows.append(
             f"| {name} | `{flags or '(defaults)'}` | {sum(r['solved'] for r in runs)} of "
             f"{len(runs)} | {np.median(steps):.0f} ({np.mean(steps):.0f}) | "
             f"{np.median(wall):.0f} ({np.mean(wall):.0f}) | {min(ms):.0f}–{max(ms):.0f} "
-            f"| {per_seed} |"
+            f"| {cont} | {per_seed} |"
         )
     first, second = names
     ratio = [b / a for a, b in zip(medians[first], medians[second], strict=True)]
-    rows.append(f"| {second} ÷ {first} (medians) | | | {ratio[0]:.2f} | {ratio[1]:.2f} | | |")
+    rows.append(f"| {second} ÷ {first} (medians) | | | {ratio[0]:.2f} | {ratio[1]:.2f} | | | |")
     return "\n".join(rows)
 
 
@@ -753,6 +765,7 @@ TABLES = {
     "speed": speed_table,
     "solve": solve_table,
     "solve-ab": solve_ab_table,
+    "solve-ab-cartpole": partial(solve_ab_table, "solve_ab_cartpole"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,

@@ -228,6 +228,9 @@ class FitConfig:
         default_factory=lambda: {"obs": 1.0, "reward": 1.0, "cont": 1.0, "consistency": 1.0}
     )
     """Weights of the loss terms (next observation, reward, continuation, latent consistency)."""
+    terminal_weight: float = 1.0
+    """Extra weight of the continuation loss on terminal transitions, which are rare (one
+    per episode) but are all the world model learns of how episodes end."""
     eval_horizon: int = 10
     """K of the held-out K-step open-loop error."""
     holdout_fraction: float = 0.2
@@ -240,7 +243,7 @@ class FitConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "horizon", "eval_horizon"):
             check_positive_int(name, getattr(self, name))
-        for name in ("lr", "grad_clip"):
+        for name in ("lr", "grad_clip", "terminal_weight"):
             check_positive(name, getattr(self, name))
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")

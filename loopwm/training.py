@@ -54,6 +54,7 @@ def world_model_loss(
         target_latent = model.encode(next_obs.reshape(batch_size * horizon, -1))
         target_latent = target_latent.reshape(batch_size, horizon, -1)  # (B, H, D)
     target_cont = 1.0 - batch["terminated"]  # (B, H)
+    cont_weight = 1.0 + (cfg.terminal_weight - 1.0) * batch["terminated"]  # (B, H)
     target_reward = symlog(batch["reward"])  # (B, H)
     discount = cfg.horizon_discount ** torch.arange(horizon, dtype=obs0.dtype, device=obs0.device)
     step_weight = batch["mask"] * discount  # (B, H)
@@ -86,7 +87,7 @@ def world_model_loss(
                 cont_err, latent_err = cont_err.mean(0), latent_err.mean(0)
             terms["obs"] = terms["obs"] + (w * obs_err).sum()
             terms["reward"] = terms["reward"] + (w * reward_err).sum()
-            terms["cont"] = terms["cont"] + (w * cont_err).sum()
+            terms["cont"] = terms["cont"] + (w * cont_weight[:, k] * cont_err).sum()
             terms["consistency"] = terms["consistency"] + (w * latent_err).sum()
             iters.append(out.iters.float())
             if out.aux_loss is not None:

@@ -166,3 +166,29 @@ def test_config_validation():
     with pytest.raises(AttributeError):
         cfg.latent_dim = 3  # frozen
     assert LoopWMConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_terminal_weight_scales_the_continuation_loss_of_terminal_steps_only(tiny_config):
+    torch.manual_seed(0)
+    model = build_model("loopwm", tiny_config).eval()
+    batch = random_batch(tiny_config)
+    assert batch["terminated"].sum() > 0
+
+    def losses(weight: float, batch: dict) -> dict:
+        with torch.no_grad():
+            return world_model_loss(model, batch, FitConfig(horizon=3, terminal_weight=weight))[1]
+
+    one, three, five = (losses(w, batch) for w in (1.0, 3.0, 5.0))
+    # the continuation loss is linear in the weight of its terminal part
+    assert three["wm/cont_loss"] > one["wm/cont_loss"]
+    np.testing.assert_allclose(
+        five["wm/cont_loss"] - one["wm/cont_loss"],
+        2 * (three["wm/cont_loss"] - one["wm/cont_loss"]),
+        rtol=1e-4,
+    )
+    for term in ("obs", "reward", "consistency"):
+        assert three[f"wm/{term}_loss"] == one[f"wm/{term}_loss"]
+    no_ends = {**batch, "terminated": torch.zeros_like(batch["terminated"])}
+    assert losses(5.0, no_ends)["wm/cont_loss"] == losses(1.0, no_ends)["wm/cont_loss"]
+    with pytest.raises(ValueError, match="terminal_weight"):
+        FitConfig(terminal_weight=0.0)
