@@ -229,8 +229,9 @@ class FitConfig:
     )
     """Weights of the loss terms (next observation, reward, continuation, latent consistency)."""
     terminal_weight: float = 1.0
-    """Extra weight of the continuation loss on terminal transitions, which are rare (one
-    per episode) but are all the world model learns of how episodes end."""
+    """Weight of the continuation loss on terminal transitions, relative to the others'
+    (1: the same). They are rare (one per episode) but all the world model learns of how
+    episodes end."""
     eval_horizon: int = 10
     """K of the held-out K-step open-loop error."""
     holdout_fraction: float = 0.2
