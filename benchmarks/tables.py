@@ -766,6 +766,7 @@ TABLES = {
     "solve": solve_table,
     "solve-ab": solve_ab_table,
     "solve-ab-cartpole": partial(solve_ab_table, "solve_ab_cartpole"),
+    "solve-ab-ratio": partial(solve_ab_table, "solve_ab_ratio"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
