@@ -36,7 +36,7 @@ from loopwm.agents.planner import LatentPlanner
 from loopwm.envs.spaces import ActionCodec, ObsCodec, check_spaces
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.models import build_model, model_config
-from loopwm.networks import mlp, symexp, symlog
+from loopwm.networks import adam, mlp, symexp, symlog
 from loopwm.training import WorldModelTrainer, set_obs_statistics
 
 
@@ -248,9 +248,11 @@ class DreamerAgent:
         self.actor = actor(latent_dim, action_dim, cfg.hidden_dim).to(self.device)
         self.critic = Critic(latent_dim, cfg.hidden_dim).to(self.device)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=1e-5)
-        self.critic_optimizer = torch.optim.Adam(
-            self.critic.parameters(), lr=cfg.critic_lr, eps=1e-5
+        self.actor_optimizer = adam(
+            self.actor.parameters(), lr=cfg.actor_lr, eps=1e-5, device=self.device
+        )
+        self.critic_optimizer = adam(
+            self.critic.parameters(), lr=cfg.critic_lr, eps=1e-5, device=self.device
         )
         self.return_scale = 0.0  # EMA of P95 - P5 of imagined returns (0: not yet measured)
         self.updates = 0

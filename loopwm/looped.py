@@ -194,7 +194,7 @@ class GatedLoopWM(LoopWM):
             return None
         threshold = self.config.gate_threshold
 
-        def stop(new, old):
+        def stop(new, old, residual):
             return torch.sigmoid(self._gate_logit(new, old)) >= threshold
 
         return stop

@@ -16,7 +16,8 @@ import torch
 from loopwm.errors import ConfigError
 
 Iteration = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-StopRule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (new, old) -> done (B,)
+# (new, old, residual) -> done (B,); residual is ||new - old|| per sample, computed once
+StopRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -41,8 +42,8 @@ def certified_stop(contraction: float, tol: float) -> StopRule:
         )
     scale = contraction / (1.0 - contraction)
 
-    def stop(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        return scale * torch.linalg.vector_norm(new - old, dim=-1) <= tol
+    def stop(new: torch.Tensor, old: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return scale * residual <= tol
 
     return stop
 
@@ -59,7 +60,7 @@ def solve(
 
     Args:
         f: one iteration, applied to any subset of rows of ``x`` and ``inject``.
-        x0: (B, D) warm start.
+        x0: (B, D) warm start (never written to).
         inject: (B, E) per-sample input, constant across iterations.
         max_iters: iteration cap (at least 1).
         stop: per-sample halting rule, or ``None`` to run exactly ``max_iters``.
@@ -71,31 +72,36 @@ def solve(
         raise ConfigError(f"max_iters must be >= 1, got {max_iters}")
     if x0.ndim > 2:
         return _solve_masked(f, x0, inject, max_iters=max_iters, stop=stop)
-    batch = x0.shape[0]
-    x = x0.clone()
-    previous = x0.clone()
-    iters = torch.zeros(batch, dtype=torch.long, device=x0.device)
-    residual = torch.zeros(batch, dtype=x0.dtype, device=x0.device)
-    active: torch.Tensor | None = None  # None: every row is active (no gather needed)
-    for _ in range(max_iters):
-        if active is None:
-            x_new = f(x, inject)
-            residual = torch.linalg.vector_norm(x_new - x, dim=-1)
-            previous, x = x, x_new
-            iters += 1
-            done = stop(x_new, previous) if stop is not None else None
-            if done is not None and done.any():
-                active = torch.nonzero(~done).squeeze(-1)
-        else:
-            x_old, inj = x[active], inject[active]
-            x_new = f(x_old, inj)
-            residual[active] = torch.linalg.vector_norm(x_new - x_old, dim=-1)
-            previous[active] = x_old
-            x[active] = x_new
-            iters[active] += 1
-            active = active[~stop(x_new, x_old)]
-        if active is not None and active.numel() == 0:
-            break
+    # While every row is active (usually most iterations) nothing is gathered or written
+    # in place, and the count is kept here: a few tensor operations per iteration fewer,
+    # on the hottest loop of imagination.
+    x = previous = x0
+    count, done = 0, None
+    while count < max_iters:
+        x_new = f(x, inject)
+        residual = torch.linalg.vector_norm(x_new - x, dim=-1)
+        previous, x = x, x_new
+        count += 1
+        if stop is not None:
+            done = stop(x, previous, residual)
+            if done.any():
+                break
+    iters = torch.full(x0.shape[:1], count, dtype=torch.long, device=x0.device)
+    if done is None or count == max_iters or bool(done.all()):
+        return Solution(latent=x, previous=previous, iters=iters, residual=residual)
+    # Some rows stopped: from here on only the active rows are gathered and computed.
+    x, previous = x.clone(), previous.clone()
+    active = torch.nonzero(~done).squeeze(-1)
+    while count < max_iters and active.numel() > 0:
+        x_old, inj = x[active], inject[active]
+        x_new = f(x_old, inj)
+        step = torch.linalg.vector_norm(x_new - x_old, dim=-1)
+        residual[active] = step
+        previous[active] = x_old
+        x[active] = x_new
+        iters[active] += 1
+        active = active[~stop(x_new, x_old, step)]
+        count += 1
     return Solution(latent=x, previous=previous, iters=iters, residual=residual)
 
 
@@ -106,9 +112,10 @@ def _solve_masked(
     cannot be gathered (each member has its own weights): every row is computed each
     iteration, and a halted row is frozen where it stopped, so each sample's result and
     count are those of per-sample halting."""
-    x, previous = x0.clone(), x0.clone()
+    x, previous = x0, x0
     iters = torch.zeros(x0.shape[:-1], dtype=torch.long, device=x0.device)
     done = torch.zeros(x0.shape[:-1], dtype=torch.bool, device=x0.device)
+    residual = None
     for _ in range(max_iters):
         x_new = f(x, inject)
         active = ~done
@@ -116,12 +123,12 @@ def _solve_masked(
         previous = torch.where(keep, x, previous)
         x = torch.where(keep, x_new, x)
         iters += active
+        # frozen rows keep their last pair, so this is each row's last residual
+        residual = torch.linalg.vector_norm(x - previous, dim=-1)
         if stop is not None:
-            done = done | stop(x, previous)
+            done = done | stop(x, previous, residual)
             if bool(done.all()):
                 break
-    # frozen rows keep their last pair, so this is each row's last residual
-    residual = torch.linalg.vector_norm(x - previous, dim=-1)
     return Solution(latent=x, previous=previous, iters=iters, residual=residual)
 
 

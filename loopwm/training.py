@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from loopwm.config import FitConfig
-from loopwm.networks import symlog
+from loopwm.networks import adam, symlog
 from loopwm.world_model import WorldModel
 
 
@@ -62,37 +62,41 @@ def world_model_loss(
 
     latent = model.encode(obs0)  # (B, D)
     recon = F.mse_loss(model.decode(latent, standardized=True), model.standardize(obs0))
-    terms = {"obs": 0.0, "reward": 0.0, "cont": 0.0, "consistency": 0.0}
-    aux, iters = [], []
+    # The rollout is sequential; everything scored on it is computed once on the stacked
+    # steps (the decoder and the errors), not step by step.
+    preds, member_obs, rewards, conts, aux, iters = [], [], [], [], [], []
     with model.reuse_weights():
         for k in range(horizon):
             out = model.step(latent, actions[:, k])
             latent = out.latent  # (B, D): the members' mean for an ensemble
-            # every member is scored on its own prediction (K, B, D), then averaged over K
-            pred, reward, cont = latent, out.reward_symlog, out.cont_logit
             if out.members is None:
-                obs = model.decode(latent, standardized=True)  # (B, O)
-            else:
-                pred, obs = out.members, out.member_obs  # (K, B, D), (K, B, O): decoded once
-                reward, cont = model.reward_symlog(pred), model.cont_logit(pred)  # (K, B)
-            w = step_weight[:, k]  # (B,)
-            obs_err = (obs - target_obs[:, k]).pow(2).mean(-1)
-            reward_err = (reward - target_reward[:, k]).pow(2)
-            cont_err = F.binary_cross_entropy_with_logits(
-                cont, target_cont[:, k].expand_as(cont), reduction="none"
-            )
-            latent_err = (pred - target_latent[:, k]).pow(2).mean(-1)
-            if out.members is not None:
-                obs_err, reward_err = obs_err.mean(0), reward_err.mean(0)
-                cont_err, latent_err = cont_err.mean(0), latent_err.mean(0)
-            terms["obs"] = terms["obs"] + (w * obs_err).sum()
-            terms["reward"] = terms["reward"] + (w * reward_err).sum()
-            terms["cont"] = terms["cont"] + (w * cont_weight[:, k] * cont_err).sum()
-            terms["consistency"] = terms["consistency"] + (w * latent_err).sum()
+                preds.append(latent)
+                rewards.append(out.reward_symlog)
+                conts.append(out.cont_logit)
+            else:  # every member is scored on its own prediction (K, B, D)
+                preds.append(out.members)
+                member_obs.append(out.member_obs)  # decoded once, inside step
+                rewards.append(model.reward_symlog(out.members))  # (K, B)
+                conts.append(model.cont_logit(out.members))
             iters.append(out.iters.float())
             if out.aux_loss is not None:
                 aux.append(out.aux_loss)
-    terms = {k: v / total_weight for k, v in terms.items()}
+    pred = torch.stack(preds, -2)  # (B, H, D), or (K, B, H, D) for an ensemble
+    if member_obs:
+        obs = torch.stack(member_obs, -2)  # (K, B, H, O)
+    else:
+        obs = model.decode(pred.flatten(0, 1), standardized=True).reshape(target_obs.shape)
+    reward, cont = torch.stack(rewards, -1), torch.stack(conts, -1)  # (B, H) or (K, B, H)
+    errors = {
+        "obs": (obs - target_obs).pow(2).mean(-1),
+        "reward": (reward - target_reward).pow(2),
+        "cont": cont_weight
+        * F.binary_cross_entropy_with_logits(cont, target_cont.expand_as(cont), reduction="none"),
+        "consistency": (pred - target_latent).pow(2).mean(-1),
+    }
+    if member_obs:  # averaged over the members
+        errors = {k: v.mean(0) for k, v in errors.items()}
+    terms = {k: (step_weight * v).sum() / total_weight for k, v in errors.items()}
     loss = recon + sum(weights[k] * terms[k] for k in terms)
     if aux:
         aux_loss = torch.stack(aux).mean()
@@ -249,8 +253,8 @@ class WorldModelTrainer:
     def __init__(self, model: WorldModel, config: FitConfig, *, ddp: bool = False) -> None:
         self.model = model
         self.config = config
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        self.optimizer = adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, device=model.device
         )
         self.rng = np.random.default_rng(config.seed)
         self.steps = 0

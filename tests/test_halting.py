@@ -98,8 +98,12 @@ def test_stopped_samples_stay_frozen():
     def f(x, p):
         return model.block.iterate(w, x, p)
 
+    start = h.clone()
     sol = solve(f, h, projected, max_iters=40, stop=certified_stop(w.contraction, 1e-4))
+    assert torch.equal(h, start)  # the warm start is read, never written
     assert sol.iters.unique().numel() > 1  # samples really halted at different iterations
+    stepped = torch.linalg.vector_norm(sol.latent - sol.previous, dim=-1)
+    torch.testing.assert_close(sol.residual, stepped, rtol=0, atol=1e-12)  # each row's last step
     for i in range(h.shape[0]):
         k = int(sol.iters[i])
         alone = solve(f, h[i : i + 1], projected[i : i + 1], max_iters=k, stop=None)
