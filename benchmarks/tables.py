@@ -767,6 +767,7 @@ TABLES = {
     "solve-ab": solve_ab_table,
     "solve-ab-cartpole": partial(solve_ab_table, "solve_ab_cartpole"),
     "solve-ab-ratio": partial(solve_ab_table, "solve_ab_ratio"),
+    "solve-ab-cartpole-reinforce": partial(solve_ab_table, "solve_ab_cartpole_reinforce"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
