@@ -30,7 +30,7 @@ from torch import nn
 from loopwm.checks import check_positive_int
 from loopwm.config import LoopWMConfig
 from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
-from loopwm.networks import ConvDecoder, ConvEncoder, mlp, symexp
+from loopwm.networks import ConvDecoder, ConvEncoder, mlp, symexp, symlog
 
 ArrayLike = torch.Tensor | np.ndarray
 Policy = Callable[[torch.Tensor], torch.Tensor]  # latent (B, D) -> action (B, action_dim)
@@ -142,17 +142,23 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------ the verbs
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         """Latent of a batch of raw observations: (B, obs_dim) -> (B, latent_dim)."""
-        return self.encoder((obs - self.obs_mean) / self.obs_std)
+        return self.encoder(self.standardize(obs))
 
     def decode(self, latent: torch.Tensor, *, standardized: bool = False) -> torch.Tensor:
         """Observation predicted from a latent: (B, latent_dim) -> (B, obs_dim), in raw
         units, or in the model's standardised units with ``standardized=True``."""
         obs = self.decoder(latent)
-        return obs if standardized else obs * self.obs_std + self.obs_mean
+        if standardized:
+            return obs
+        if self.config.obs_symlog:
+            obs = symexp(obs)
+        return obs * self.obs_std + self.obs_mean
 
     def standardize(self, obs: torch.Tensor) -> torch.Tensor:
-        """Raw observations (..., obs_dim) in the model's standardised units."""
-        return (obs - self.obs_mean) / self.obs_std
+        """Raw observations (..., obs_dim) in the model's standardised units (symlog of
+        them with ``config.obs_symlog``)."""
+        scaled = (obs - self.obs_mean) / self.obs_std
+        return symlog(scaled) if self.config.obs_symlog else scaled
 
     def reward(self, latent: torch.Tensor) -> torch.Tensor:
         """Reward predicted for the transition that reached ``latent``: (B, D) -> (B,)."""

@@ -192,3 +192,18 @@ def test_terminal_weight_scales_the_continuation_loss_of_terminal_steps_only(tin
     assert losses(5.0, no_ends)["wm/cont_loss"] == losses(1.0, no_ends)["wm/cont_loss"]
     with pytest.raises(ValueError, match="terminal_weight"):
         FitConfig(terminal_weight=0.0)
+
+
+def test_obs_symlog_squashes_standardised_observations_and_decode_inverts_it(tiny_config):
+    model = build_model("loopwm", tiny_config.replace(obs_symlog=True))
+    dim = tiny_config.obs_dim
+    mean, std = np.linspace(-2.0, 2.0, dim), np.linspace(0.1, 2.0, dim)
+    model.set_obs_normalizer(mean, std)
+    far = torch.tensor(mean + 30.0 * std, dtype=torch.float32)[None]  # 30 stds out
+    torch.testing.assert_close(model.standardize(far), torch.full((1, dim), float(np.log(31.0))))
+    plain = build_model("loopwm", tiny_config)
+    plain.set_obs_normalizer(mean, std)
+    torch.testing.assert_close(plain.standardize(far), torch.full((1, dim), 30.0))
+    latent = model.encode(torch.randn(4, dim))
+    raw = model.decode(latent)  # back in raw units: symexp, then the affine map
+    torch.testing.assert_close(model.standardize(raw), model.decode(latent, standardized=True))
