@@ -768,6 +768,8 @@ TABLES = {
     "solve-ab-cartpole": partial(solve_ab_table, "solve_ab_cartpole"),
     "solve-ab-ratio": partial(solve_ab_table, "solve_ab_ratio"),
     "solve-ab-cartpole-reinforce": partial(solve_ab_table, "solve_ab_cartpole_reinforce"),
+    "solve-ab-big": partial(solve_ab_table, "solve_ab_big"),
+    "solve-ab-cartpole-symlog": partial(solve_ab_table, "solve_ab_cartpole_symlog"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
