@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -77,18 +78,22 @@ def install(rev: str, root: Path) -> tuple[str, Path]:
     sha = subprocess.run(
         ["git", "rev-parse", rev], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout.strip()
-    source, site = root / sha / "src", root / sha / "site"
-    if not site.exists():
-        source.mkdir(parents=True, exist_ok=True)
+    site = root / sha / "site"
+    if not site.exists():  # installed whole or not at all: the rename is the last step
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=root))
         archive = subprocess.run(
             ["git", "archive", sha], cwd=ROOT, check=True, capture_output=True
         ).stdout
-        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-             "--target", str(site), str(source)],
-            check=True, capture_output=True,
+             "--target", str(work / "site"), str(work)],
+            check=True, capture_output=True, cwd=work,
         )  # fmt: skip
+        site.parent.mkdir(exist_ok=True)
+        (work / "site").rename(site)
+        shutil.rmtree(work)
     return sha, site
 
 
