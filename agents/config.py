@@ -58,6 +58,10 @@ class PlannerConfig:
             raise ConfigError(f"min_std {self.min_std} exceeds max_std {self.max_std}")
 
 
+def _default_model_overrides() -> dict[str, Any]:
+    return {"obs_symlog": True}
+
+
 def _default_model_fit() -> FitConfig:
     return FitConfig(batch_size=32, horizon=8, lr=1e-3)
 
@@ -70,8 +74,12 @@ class DreamerConfig:
     """World model kind (``loopwm`` or a baseline name from ``loopwm.MODEL_NAMES``)."""
     preset: str = field(default="small", metadata={"choices": PRESET_NAMES})
     """World-model size preset."""
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    """``LoopWMConfig`` fields to override (e.g. ``{"c_max": 0.95}``)."""
+    model_overrides: dict[str, Any] = field(default_factory=_default_model_overrides)
+    """``LoopWMConfig`` fields to override (e.g. ``{"c_max": 0.95}``). The default,
+    ``{"obs_symlog": True}``, squashes the standardised observations with symlog: on
+    InvertedPendulum-v5 the agent solves in fewer real steps with it, on CartPole-v1
+    more of its seeds solve (``benchmarks/solve_ab.py``). A dict given here replaces
+    the default; ``--wm.*`` flags are laid over it."""
     model_fit: FitConfig = field(default_factory=_default_model_fit)
     """Batch size, training horizon, learning rate and loss weights of world-model updates."""
 

@@ -225,6 +225,29 @@ def solve_ab_table(name: str = "solve_ab") -> str:
     return "\n".join(rows)
 
 
+def update_ab_table() -> str:
+    """Milliseconds per agent update of two commits, measured interleaved."""
+    report = json.loads((RESULTS / "update_ab.json").read_text())
+    rows = [
+        "| commit | ms per update: median (runs) | world-model step ms | actor-critic step ms |",
+        "|---|---|---|---|",
+    ]
+    for rev, runs in report["runs"].items():
+        median = report["medians"][rev]
+        each = ", ".join(f"{r['ms_per_update']:.0f}" for r in runs)
+        rows.append(
+            f"| {rev} | {median['ms_per_update']:.1f} ({each}) | "
+            f"{median['world_model_ms']:.1f} | {median['actor_critic_ms']:.1f} |"
+        )
+    machine = report["machine"]
+    rows.append(
+        f"| ratio | {report['ratio']:.2f}x | | |\n\n{report['env_id']}, "
+        f"{report['updates']} updates per run, matmul {machine['matmul_gflops_1_thread']:.0f} "
+        "GFLOP/s per thread."
+    )
+    return "\n".join(rows)
+
+
 def speed_machine() -> str:
     report = json.loads((RESULTS / "speed.json").read_text())
     machine = report["machine"]
@@ -769,6 +792,8 @@ TABLES = {
     "solve-ab-ratio": partial(solve_ab_table, "solve_ab_ratio"),
     "solve-ab-cartpole-reinforce": partial(solve_ab_table, "solve_ab_cartpole_reinforce"),
     "solve-ab-big": partial(solve_ab_table, "solve_ab_big"),
+    "solve-ab-symlog": partial(solve_ab_table, "solve_ab_symlog"),
+    "update-ab": update_ab_table,
     "solve-ab-cartpole-symlog": partial(solve_ab_table, "solve_ab_cartpole_symlog"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,

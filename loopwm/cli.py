@@ -339,7 +339,7 @@ def _algo(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from loopwm.agents.config import TrainConfig
+    from loopwm.agents.config import DreamerConfig, TrainConfig
     from loopwm.fit import fit
 
     parser = _Parser(
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
             *(f"agent.model_fit.{name}" for name in AGENT_UNUSED_FIT_FIELDS),
         ),
     )
-    add_model_arguments(p)
+    add_model_arguments(p, DreamerConfig().model_overrides)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="return of a trained agent on the real env")

@@ -167,8 +167,12 @@ def model_field_classes() -> dict[str, list[str]]:
     return fields
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--wm.FIELD`` for every field of every registered family's config, and ``--set``."""
+def add_model_arguments(
+    parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None
+) -> None:
+    """``--wm.FIELD`` for every field of every registered family's config, and ``--set``.
+    ``defaults``: values the command lays over every preset (the agent's
+    ``model_overrides``), shown in place of the presets' values."""
     from loopwm.models import MODEL_CHOICES, model_family
 
     group = parser.add_argument_group(
@@ -184,6 +188,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                 name, field.default
             )
             presets.append(f"{preset} {value!r}")
+        shown = f"default by preset: {', '.join(presets)}"
+        if defaults and name in defaults:
+            shown = f"default: {defaults[name]!r}, for every preset"
         only = "" if len(families) == len(MODEL_CHOICES) else f"[{', '.join(families)}] "
         doc = field_docs(config_class).get(name, "")
         choices = field.metadata.get("choices")
@@ -194,7 +201,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
             choices=choices,
             default=argparse.SUPPRESS,
             metavar=None if choices else _metavar(kind),
-            help=_escape(f"{only}{doc} (default by preset: {', '.join(presets)})"),
+            help=_escape(f"{only}{doc} ({shown})"),
         )
     group.add_argument(
         "--set",

@@ -106,6 +106,16 @@ def test_actor_critic_update_sends_no_gradient_into_the_world_model(tmp_path, ac
     assert all(p.requires_grad for p in agent.world_model.parameters())  # restored after
 
 
+def test_the_agents_world_model_squashes_observations_unless_told_otherwise():
+    env = ReachOriginEnv()
+    agent = DreamerAgent(env.observation_space, env.action_space, TINY)
+    assert agent.world_model.config.obs_symlog
+    plain = TINY.replace(model_overrides={"obs_symlog": False})
+    assert not DreamerAgent(
+        env.observation_space, env.action_space, plain
+    ).world_model.config.obs_symlog
+
+
 def test_reinforce_gradient_updates_the_actor(tmp_path):
     env = ReachOriginEnv()
     agent = DreamerAgent(

@@ -123,7 +123,9 @@ def test_train_eval_video_and_resume(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["env_steps"] == 300 and metrics["updates"] > 0
     agent = metrics["config"]["agent"]  # the generated flags reached the config
-    assert agent["model_overrides"] == {"c_max": 0.8} and agent["horizon"] == 4
+    # laid over the agent's default overrides, which stay
+    assert agent["model_overrides"] == {"obs_symlog": True, "c_max": 0.8}
+    assert agent["horizon"] == 4
     assert agent["model_fit"]["batch_size"] == 8 and agent["preset"] == "tiny"
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
