@@ -45,7 +45,8 @@ class LoopWMConfig:
     """Squash the standardised observations with ``symlog`` (DreamerV3), in the encoder's
     input and the decoder's target: values far outside the statistics the scaling came
     from (a cart at the track's end, when the statistics saw it near the centre) stay a
-    few units large instead of tens. Errors are then in symlog-standardised units."""
+    few units large instead of tens. Errors are then in symlog-standardised units. Flat
+    observations only: images (bounded ``uint8`` pixels) are never squashed."""
     conv_depth: int = 32
     """Channels of the first conv layer of an image encoder (doubled per halving of the
     resolution, down to 4x4) and of the mirrored decoder; unused for flat observations."""

@@ -136,6 +136,8 @@ class WorldModel(nn.Module):
             mlp(c.latent_dim + c.action_dim, c.hidden_dim, c.inject_dim),
             nn.LayerNorm(c.inject_dim, elementwise_affine=False),
         )
+        # images are bounded (uint8): only flat observations are squashed
+        self._symlog = c.obs_symlog and not c.image_shape
         self.register_buffer("obs_mean", torch.zeros(c.obs_dim))
         self.register_buffer("obs_std", torch.ones(c.obs_dim))
 
@@ -150,15 +152,15 @@ class WorldModel(nn.Module):
         obs = self.decoder(latent)
         if standardized:
             return obs
-        if self.config.obs_symlog:
+        if self._symlog:
             obs = symexp(obs)
         return obs * self.obs_std + self.obs_mean
 
     def standardize(self, obs: torch.Tensor) -> torch.Tensor:
         """Raw observations (..., obs_dim) in the model's standardised units (symlog of
-        them with ``config.obs_symlog``)."""
+        them with ``config.obs_symlog``, for flat observations)."""
         scaled = (obs - self.obs_mean) / self.obs_std
-        return symlog(scaled) if self.config.obs_symlog else scaled
+        return symlog(scaled) if self._symlog else scaled
 
     def reward(self, latent: torch.Tensor) -> torch.Tensor:
         """Reward predicted for the transition that reached ``latent``: (B, D) -> (B,)."""

@@ -250,3 +250,15 @@ def test_sb3_agents_in_a_pixel_dream_get_a_cnn_policy_where_it_can_read_the_imag
     assert sb3_policy_name(spaces.Box(0, 255, (64, 64, 9), np.uint8)) == "CnnPolicy"
     assert sb3_policy_name(spaces.Box(0, 255, (16, 16, 3), np.uint8)) == "MlpPolicy"  # < 36
     assert sb3_policy_name(spaces.Box(-1, 1, (4,), np.float32)) == "MlpPolicy"
+
+
+def test_image_models_are_not_squashed_by_obs_symlog():
+    """obs_symlog applies to flat observations; bounded pixels keep their plain scaling."""
+    shape = (8, 8, 3)
+    config = LoopWMConfig.preset(
+        "tiny", obs_dim=192, action_dim=1, image_shape=shape, obs_symlog=True
+    )
+    model = LoopWM(config)
+    model.set_obs_normalizer(np.full(192, 100.0), np.full(192, 10.0))
+    pixels = torch.full((1, 192), 255.0)
+    torch.testing.assert_close(model.standardize(pixels), torch.full((1, 192), 15.5))
