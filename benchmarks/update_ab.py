@@ -31,6 +31,8 @@ from machine import provenance
 RESULTS = Path(__file__).parent / "results" / "update_ab.json"
 ROOT = Path(__file__).resolve().parents[1]
 
+# Self-contained (it repeats update_profile.py's replay fill): it runs against another
+# commit's install, with only that commit's loopwm importable.
 CHILD = r"""
 import json, sys, tempfile, time
 from pathlib import Path
