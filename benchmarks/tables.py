@@ -242,8 +242,8 @@ def update_ab_table() -> str:
     machine = report["machine"]
     rows.append(
         f"| ratio | {report['ratio']:.2f}x | | |\n\n{report['env_id']}, "
-        f"{report['updates']} updates per run, matmul {machine['matmul_gflops_1_thread']:.0f} "
-        "GFLOP/s per thread."
+        f"{report['updates']} updates per run, {machine['torch_threads']} torch thread(s), "
+        f"matmul {machine['matmul_gflops_1_thread']:.0f} GFLOP/s per thread."
     )
     return "\n".join(rows)
 

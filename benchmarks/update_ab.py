@@ -1,10 +1,11 @@
 """Milliseconds per agent update of two commits, measured interleaved on this machine.
 
 Each commit is installed (without dependencies) into its own folder under the system's
-temporary directory, and every repeat runs one fresh process per commit in turn, one
-torch thread each, so that both see the same machine load: the machine drifts by more
-than most single changes save. A process fills a replay with random real transitions,
-warms the agent up, then times ``--updates`` world-model steps and actor-critic steps.
+temporary directory, and every repeat runs one fresh process per commit in turn, so that
+both see the same machine load: the machine drifts by more than most single changes
+save. A process fills a replay with random real transitions, warms the agent up, then
+times ``--updates`` world-model steps and actor-critic steps with ``--threads`` torch
+threads (1 by default).
 
     python benchmarks/update_ab.py --revs 74ab238 HEAD        # before/after a change
     python benchmarks/update_ab.py --revs HEAD HEAD           # the noise: a commit against itself
@@ -41,8 +42,8 @@ from loopwm.agents import DreamerAgent
 from loopwm.envs import ActionCodec, ObsCodec, make_env
 from loopwm.online_replay import OnlineReplay
 
-env_id, updates, seed = sys.argv[1], int(sys.argv[2]), 0
-torch.set_num_threads(1)
+env_id, updates, threads, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), 0
+torch.set_num_threads(threads)
 env = make_env(env_id)
 agent = DreamerAgent(env.observation_space, env.action_space, seed=seed)
 codec = ObsCodec(env.observation_space)
@@ -99,11 +100,11 @@ def install(rev: str, root: Path) -> tuple[str, Path]:
     return sha, site
 
 
-def measure(site: Path, env_id: str, updates: int) -> dict:
+def measure(site: Path, env_id: str, updates: int, threads: int) -> dict:
     # cwd outside the repository: `python -c` must import the installed commit, not ./loopwm
-    env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS=str(threads))
     output = subprocess.run(
-        [sys.executable, "-c", CHILD, env_id, str(updates)],
+        [sys.executable, "-c", CHILD, env_id, str(updates), str(threads)],
         env=env, cwd=tempfile.gettempdir(), check=True, capture_output=True, text=True,
     )  # fmt: skip
     record = json.loads(output.stdout.strip().splitlines()[-1])
@@ -117,6 +118,7 @@ def main() -> int:
     parser.add_argument("--env", default="InvertedPendulum-v5")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--updates", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="smoke run, writes nothing")
     args = parser.parse_args()
@@ -132,7 +134,7 @@ def main() -> int:
     runs: dict[str, list[dict]] = {rev: [] for rev in args.revs}
     for repeat in range(args.repeats):
         for rev, (_, site) in zip(args.revs, installed, strict=True):
-            record = measure(site, args.env, args.updates)
+            record = measure(site, args.env, args.updates, args.threads)
             runs[rev].append(record)
             print(
                 f"repeat {repeat} {rev}: {record['ms_per_update']:.1f} ms per update "
@@ -158,7 +160,7 @@ def main() -> int:
             "medians": medians,
             "ratio": ratio,
         }
-        report["machine"]["torch_threads"] = 1
+        report["machine"]["torch_threads"] = args.threads
         args.out.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.out}")
     return 0
