@@ -78,14 +78,15 @@ def solve(
     x = previous = x0
     count, done = 0, None
     while count < max_iters:
-        x_new = f(x, inject)
-        residual = torch.linalg.vector_norm(x_new - x, dim=-1)
-        previous, x = x, x_new
+        previous, x = x, f(x, inject)
         count += 1
         if stop is not None:
+            residual = torch.linalg.vector_norm(x - previous, dim=-1)
             done = stop(x, previous, residual)
             if done.any():
                 break
+    if stop is None:  # no rule reads the residual: only the last one is computed
+        residual = torch.linalg.vector_norm(x - previous, dim=-1)
     iters = torch.full(x0.shape[:1], count, dtype=torch.long, device=x0.device)
     if done is None or count == max_iters or bool(done.all()):
         return Solution(latent=x, previous=previous, iters=iters, residual=residual)
@@ -115,7 +116,6 @@ def _solve_masked(
     x, previous = x0, x0
     iters = torch.zeros(x0.shape[:-1], dtype=torch.long, device=x0.device)
     done = torch.zeros(x0.shape[:-1], dtype=torch.bool, device=x0.device)
-    residual = None
     for _ in range(max_iters):
         x_new = f(x, inject)
         active = ~done
@@ -123,12 +123,14 @@ def _solve_masked(
         previous = torch.where(keep, x, previous)
         x = torch.where(keep, x_new, x)
         iters += active
-        # frozen rows keep their last pair, so this is each row's last residual
-        residual = torch.linalg.vector_norm(x - previous, dim=-1)
         if stop is not None:
+            # frozen rows keep their last pair, so this is each row's last residual
+            residual = torch.linalg.vector_norm(x - previous, dim=-1)
             done = done | stop(x, previous, residual)
             if bool(done.all()):
                 break
+    if stop is None:
+        residual = torch.linalg.vector_norm(x - previous, dim=-1)
     return Solution(latent=x, previous=previous, iters=iters, residual=residual)
 
 
