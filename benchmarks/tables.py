@@ -791,6 +791,7 @@ TABLES = {
     "solve-ab-cartpole": partial(solve_ab_table, "solve_ab_cartpole"),
     "solve-ab-ratio": partial(solve_ab_table, "solve_ab_ratio"),
     "solve-ab-ratio-symlog": partial(solve_ab_table, "solve_ab_ratio_symlog"),
+    "solve-ab-imagine64": partial(solve_ab_table, "solve_ab_imagine64"),
     "solve-ab-cartpole-reinforce": partial(solve_ab_table, "solve_ab_cartpole_reinforce"),
     "solve-ab-big": partial(solve_ab_table, "solve_ab_big"),
     "solve-ab-symlog": partial(solve_ab_table, "solve_ab_symlog"),
