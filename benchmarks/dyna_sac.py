@@ -1,7 +1,8 @@
 """Real-env return of SAC trained with LoopWM imagination (Dyna/MBPO-style) vs plain SAC.
 
-Same real-env step budget, same seeds, evaluated on the real InvertedPendulum-v5 at 5k and
-10k real steps (10 deterministic episodes each). Variants:
+Same real-env step budget, same seeds, evaluated on the real env (InvertedPendulum-v5 unless
+``--env`` says otherwise) at 5k and 10k real steps (``--at``; 10 deterministic episodes
+each). Variants:
 
 - ``sac``: stable-baselines3 SAC, default hyperparameters (one gradient step per env step).
 - ``sac-utd2``: the same with two gradient steps per env step (real data only): the
@@ -13,6 +14,12 @@ Same real-env step budget, same seeds, evaluated on the real InvertedPendulum-v5
     python benchmarks/dyna_sac.py --quick    # smoke run, writes nothing
     python benchmarks/dyna_sac.py --variants sac-dyna --rollouts 50 \
         --out benchmarks/results/dyna_sac_rollouts50.json   # fewer imagined transitions
+    python benchmarks/dyna_sac.py --env HalfCheetah-v5 --at 10000 20000 \
+        --variants sac-utd2 sac-dyna --seeds 0 2 --out /tmp/a.json   # and --seeds 1 ...
+    python benchmarks/dyna_sac.py --merge /tmp/a.json /tmp/b.json --out ...  # one report
+
+``--merge`` joins reports of the same benchmark run in parallel processes (one per core)
+into one, with the summary recomputed over all their seeds.
 """
 
 from __future__ import annotations
@@ -39,21 +46,22 @@ from loopwm.agents.dyna import DynaCallback, DynaConfig
 
 RESULTS = Path(__file__).parent / "results" / "dyna_sac.json"
 ENV_ID = "InvertedPendulum-v5"
+AT = [5_000, 10_000]  # real steps at which every variant is evaluated; the last is the budget
 
 
 class EvalAt(BaseCallback):
     """Evaluate on the real env when the step count reaches each checkpoint."""
 
-    def __init__(self, at: list[int], episodes: int, seed: int) -> None:
+    def __init__(self, env_id: str, at: list[int], episodes: int, seed: int) -> None:
         super().__init__()
-        self.at, self.episodes, self.seed = sorted(at), episodes, seed
+        self.env_id, self.at, self.episodes, self.seed = env_id, sorted(at), episodes, seed
         self.results: dict[int, dict] = {}
         self.started = time.perf_counter()
 
     def _on_step(self) -> bool:
         if self.at and self.num_timesteps >= self.at[0]:
             step = self.at.pop(0)
-            env = Monitor(gym.make(ENV_ID))
+            env = Monitor(gym.make(self.env_id))
             env.reset(seed=self.seed + 1000)
             returns, _ = evaluate_policy(
                 self.model, env, n_eval_episodes=self.episodes, return_episode_rewards=True
@@ -67,12 +75,15 @@ class EvalAt(BaseCallback):
         return True
 
 
-def run(variant: str, seed: int, budget: int, at: list[int], episodes: int, dyna: DynaConfig):
-    env = Monitor(gym.make(ENV_ID))
+def run(
+    env_id: str, variant: str, seed: int, at: list[int], episodes: int, dyna: DynaConfig
+) -> dict:
+    budget = max(at)
+    env = Monitor(gym.make(env_id))
     agent = SAC(
         "MlpPolicy", env, seed=seed, device="cpu", gradient_steps=1 if variant == "sac" else 2
     )
-    evaluator = EvalAt(at, episodes, seed)
+    evaluator = EvalAt(env_id, at, episodes, seed)
     callbacks = [evaluator]
     dyna_cb = None
     if variant == "sac-dyna":
@@ -91,37 +102,8 @@ def run(variant: str, seed: int, budget: int, at: list[int], episodes: int, dyna
     return row
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--variants", nargs="+", default=["sac", "sac-utd2", "sac-dyna"])
-    parser.add_argument("--rollouts", type=int, help="DynaConfig.rollouts (default 400)")
-    parser.add_argument("--out", default=str(RESULTS), help="results JSON")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.quick:
-        args.seeds = args.seeds[:1]
-        budget, at, episodes = 600, [300, 600], 2
-        dyna = DynaConfig(
-            warmup_steps=200,
-            refit_every=200,
-            first_fit_steps=50,
-            fit_steps=10,
-            rollouts=32,
-            horizon=3,
-        )
-    else:
-        budget, at, episodes, dyna = 10_000, [5_000, 10_000], 10, DynaConfig()
-    if args.rollouts is not None:
-        dyna = dataclasses.replace(dyna, rollouts=args.rollouts)
-    variants = args.variants
-    runs: dict[str, list] = {v: [] for v in variants}
-    for seed in args.seeds:
-        for variant in variants:
-            print(f"seed {seed} {variant}", flush=True)
-            runs[variant].append(run(variant, seed, budget, at, episodes, dyna))
+def summarise(runs: dict[str, list], at: list[int]) -> dict:
+    """Mean, std and per-seed real return of every variant at every evaluation step."""
     summary = {}
     for variant, rows in runs.items():
         summary[variant] = {}
@@ -133,10 +115,85 @@ def main() -> int:
                 "per_seed": returns.tolist(),
             }
         summary[variant]["wall_seconds_mean"] = float(np.mean([r["wall_seconds"] for r in rows]))
+    return summary
+
+
+def merge(paths: list[str]) -> dict:
+    """One report from reports of the same benchmark (env, budget, evaluation, Dyna
+    settings and variants) run on different seeds; refuses reports that differ."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    keys = ("env_id", "real_step_budget", "eval_episodes", "dyna_config")
+    first = reports[0]
+    for path, report in zip(paths[1:], reports[1:], strict=True):
+        differ = [k for k in keys if report.get(k) != first.get(k)]
+        if differ or set(report["runs"]) != set(first["runs"]):
+            raise SystemExit(f"{path} differs from {paths[0]} in {differ or ['variants']}")
+    seeds = [s for r in reports for s in r["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"the reports repeat seeds: {sorted(seeds)}")
+    runs = {
+        v: sorted((row for r in reports for row in r["runs"][v]), key=lambda row: row["seed"])
+        for v in first["runs"]
+    }
+    at = sorted(int(step) for step in runs[next(iter(runs))][0]["eval"])
+    return {
+        **first,
+        "command": [r["command"] for r in reports],
+        "seeds": sorted(seeds),
+        "summary": summarise(runs, at),
+        "runs": runs,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--env", default=ENV_ID, help=f"gymnasium id (default {ENV_ID})")
+    parser.add_argument(
+        "--at", type=int, nargs="+", default=AT, help="evaluation steps; the last is the budget"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", default=["sac", "sac-utd2", "sac-dyna"])
+    parser.add_argument("--rollouts", type=int, help="DynaConfig.rollouts (default 400)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these reports")
+    parser.add_argument("--out", default=str(RESULTS), help="results JSON")
+    args = parser.parse_args()
+    if args.merge:
+        report = merge(args.merge)
+        print(json.dumps(report["summary"], indent=1))
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}")
+        return 0
+    torch.set_num_threads(args.threads)
+    at = sorted(args.at)
+    if at[0] < 1:
+        raise SystemExit(f"--at needs positive step counts, got {at}")
+    if args.quick:
+        args.seeds = args.seeds[:1]
+        at, episodes = [300, 600], 2
+        dyna = DynaConfig(
+            warmup_steps=200,
+            refit_every=200,
+            first_fit_steps=50,
+            fit_steps=10,
+            rollouts=32,
+            horizon=3,
+        )
+    else:
+        episodes, dyna = 10, DynaConfig()
+    if args.rollouts is not None:
+        dyna = dataclasses.replace(dyna, rollouts=args.rollouts)
+    runs: dict[str, list] = {v: [] for v in args.variants}
+    for seed in args.seeds:
+        for variant in args.variants:
+            print(f"seed {seed} {variant}", flush=True)
+            runs[variant].append(run(args.env, variant, seed, at, episodes, dyna))
+    summary = summarise(runs, at)
     report = {
         "command": "python " + " ".join(sys.argv),
-        "env_id": ENV_ID,
-        "real_step_budget": budget,
+        "env_id": args.env,
+        "real_step_budget": max(at),
         "eval_episodes": episodes,
         "dyna_config": {k: v for k, v in vars(dyna).items() if k != "fit"},
         "seeds": args.seeds,
