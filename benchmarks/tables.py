@@ -60,19 +60,21 @@ def throughput_table() -> str:
     return "\n".join(rows)
 
 
-def dyna_table() -> str:
-    rows = [
-        "| agent | return at 5k real steps | return at 10k real steps | wall seconds |",
-        "|---|---|---|---|",
-    ]
-    for report in dyna_reports():
+def dyna_table(names: tuple[str, ...] = ()) -> str:
+    """Real return of the SAC variants at each evaluation step, mean ± std over seeds
+    (and each seed's), from ``names`` (default: the InvertedPendulum-v5 reports)."""
+    reports = dyna_reports(names) if names else dyna_reports()
+    steps = [k for k in reports[0]["summary"][next(iter(reports[0]["summary"]))] if k.isdigit()]
+    head = " | ".join(f"return at {int(s) // 1000}k real steps" for s in steps)
+    rows = [f"| agent | {head} | per seed at {int(steps[-1]) // 1000}k | wall seconds |"]
+    rows.append("|---|" + "---|" * (len(steps) + 2))
+    for report in reports:
         rollouts = report["dyna_config"]["rollouts"]
         for variant, s in report["summary"].items():
             label = f"{variant} ({rollouts} rollouts/refit)" if "dyna" in variant else variant
-            rows.append(
-                f"| {label} | {pm(s['5000'], 1)} | {pm(s['10000'], 1)} | "
-                f"{s['wall_seconds_mean']:.0f} |"
-            )
+            cells = " | ".join(pm(s[step], 1) for step in steps)
+            seeds = ", ".join(f"{r:.0f}" for r in s[steps[-1]]["per_seed"])
+            rows.append(f"| {label} | {cells} | {seeds} | {s['wall_seconds_mean']:.0f} |")
     return "\n".join(rows)
 
 
@@ -766,9 +768,11 @@ def regime_agent_table() -> str:
     return "\n".join(rows).rstrip()
 
 
-def dyna_reports() -> list[dict]:
+DYNA_REPORTS = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
+
+
+def dyna_reports(names: tuple[str, ...] = DYNA_REPORTS) -> list[dict]:
     """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
-    names = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
     return [json.loads((RESULTS / n).read_text()) for n in names if (RESULTS / n).exists()]
 
 
@@ -776,6 +780,7 @@ TABLES = {
     "fit": fit_table,
     "throughput": throughput_table,
     "dyna": dyna_table,
+    "dyna-halfcheetah": partial(dyna_table, ("dyna_sac_halfcheetah.json",)),
     "agent": agent_table,
     "stability": stability_table,
     "halting": halting_table,
