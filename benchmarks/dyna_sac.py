@@ -18,8 +18,8 @@ each). Variants:
         --variants sac-utd2 sac-dyna --seeds 0 2 --out /tmp/a.json   # and --seeds 1 ...
     python benchmarks/dyna_sac.py --merge /tmp/a.json /tmp/b.json --out ...  # one report
 
-``--merge`` joins reports of the same benchmark run in parallel processes (one per core)
-into one, with the summary recomputed over all their seeds.
+``--merge`` joins reports of the same benchmark run in parallel processes (one per core,
+split by seed or by variant) into one, with the summary recomputed over all their seeds.
 """
 
 from __future__ import annotations
@@ -119,27 +119,34 @@ def summarise(runs: dict[str, list], at: list[int]) -> dict:
 
 
 def merge(paths: list[str]) -> dict:
-    """One report from reports of the same benchmark (env, budget, evaluation, Dyna
-    settings and variants) run on different seeds; refuses reports that differ."""
+    """One report from reports of the same benchmark (env, budget, evaluation and Dyna
+    settings) run in parallel processes, split by seed or by variant; refuses reports
+    that differ, a run given twice, and variants that end up with different seeds."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
     keys = ("env_id", "real_step_budget", "eval_episodes", "dyna_config")
     first = reports[0]
     for path, report in zip(paths[1:], reports[1:], strict=True):
         differ = [k for k in keys if report.get(k) != first.get(k)]
-        if differ or set(report["runs"]) != set(first["runs"]):
-            raise SystemExit(f"{path} differs from {paths[0]} in {differ or ['variants']}")
-    seeds = [s for r in reports for s in r["seeds"]]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"the reports repeat seeds: {sorted(seeds)}")
-    runs = {
-        v: sorted((row for r in reports for row in r["runs"][v]), key=lambda row: row["seed"])
-        for v in first["runs"]
-    }
-    at = sorted(int(step) for step in runs[next(iter(runs))][0]["eval"])
+        if differ:
+            raise SystemExit(f"{path} differs from {paths[0]} in {differ}")
+    runs: dict[str, list] = {}
+    for report in reports:
+        for variant, rows in report["runs"].items():
+            runs.setdefault(variant, []).extend(rows)
+    seeds = None
+    for variant, rows in runs.items():
+        rows.sort(key=lambda row: row["seed"])
+        have = [row["seed"] for row in rows]
+        if len(set(have)) != len(have):
+            raise SystemExit(f"{variant}: the reports repeat seeds {have}")
+        if seeds is not None and have != seeds:
+            raise SystemExit(f"{variant} has seeds {have}, another variant {seeds}")
+        seeds = have
+    at = sorted(int(step) for step in next(iter(runs.values()))[0]["eval"])
     return {
         **first,
         "command": [r["command"] for r in reports],
-        "seeds": sorted(seeds),
+        "seeds": seeds,
         "summary": summarise(runs, at),
         "runs": runs,
     }
