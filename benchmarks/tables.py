@@ -227,9 +227,9 @@ def solve_ab_table(name: str = "solve_ab") -> str:
     return "\n".join(rows)
 
 
-def update_ab_table() -> str:
+def update_ab_table(name: str = "update_ab") -> str:
     """Milliseconds per agent update of two commits, measured interleaved."""
-    report = json.loads((RESULTS / "update_ab.json").read_text())
+    report = json.loads((RESULTS / f"{name}.json").read_text())
     rows = [
         "| commit | ms per update: median (runs) | world-model step ms | actor-critic step ms |",
         "|---|---|---|---|",
@@ -801,6 +801,8 @@ TABLES = {
     "solve-ab-big": partial(solve_ab_table, "solve_ab_big"),
     "solve-ab-symlog": partial(solve_ab_table, "solve_ab_symlog"),
     "update-ab": update_ab_table,
+    "update-ab-rerun": partial(update_ab_table, "update_ab_rerun"),
+    "update-ab-threads2": partial(update_ab_table, "update_ab_threads2"),
     "solve-ab-cartpole-symlog": partial(solve_ab_table, "solve_ab_cartpole_symlog"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
