@@ -804,6 +804,8 @@ TABLES = {
     "update-ab-rerun": partial(update_ab_table, "update_ab_rerun"),
     "update-ab-threads2": partial(update_ab_table, "update_ab_threads2"),
     "solve-ab-cartpole-symlog": partial(solve_ab_table, "solve_ab_cartpole_symlog"),
+    "solve-ab-cartpole-gamma": partial(solve_ab_table, "solve_ab_cartpole_gamma"),
+    "solve-ab-gamma997": partial(solve_ab_table, "solve_ab_gamma997"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
