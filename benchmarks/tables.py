@@ -60,10 +60,18 @@ def throughput_table() -> str:
     return "\n".join(rows)
 
 
-def dyna_table(names: tuple[str, ...] = ()) -> str:
+DYNA_REPORTS = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
+
+
+def dyna_reports(names: tuple[str, ...] = DYNA_REPORTS) -> list[dict]:
+    """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
+    return [json.loads((RESULTS / n).read_text()) for n in names if (RESULTS / n).exists()]
+
+
+def dyna_table(names: tuple[str, ...] = DYNA_REPORTS) -> str:
     """Real return of the SAC variants at each evaluation step, mean ± std over seeds
     (and each seed's), from ``names`` (default: the InvertedPendulum-v5 reports)."""
-    reports = dyna_reports(names) if names else dyna_reports()
+    reports = dyna_reports(names)
     steps = [k for k in reports[0]["summary"][next(iter(reports[0]["summary"]))] if k.isdigit()]
     head = " | ".join(f"return at {int(s) // 1000}k real steps" for s in steps)
     rows = [f"| agent | {head} | per seed at {int(steps[-1]) // 1000}k | wall seconds |"]
@@ -766,14 +774,6 @@ def regime_agent_table() -> str:
             rows.append(f"| {model} | " + " | ".join(cells) + f" | {wall} | {updates} |")
         rows.append("")
     return "\n".join(rows).rstrip()
-
-
-DYNA_REPORTS = ("dyna_sac.json", "dyna_sac_rollouts400.json", "dyna_sac_rollouts50.json")
-
-
-def dyna_reports(names: tuple[str, ...] = DYNA_REPORTS) -> list[dict]:
-    """The SAC baselines' run, then the Dyna runs (one JSON per rollouts setting)."""
-    return [json.loads((RESULTS / n).read_text()) for n in names if (RESULTS / n).exists()]
 
 
 TABLES = {
