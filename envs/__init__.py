@@ -7,6 +7,9 @@
 - ``pixels/<id>`` (any rendering env, e.g. ``pixels/InvertedPendulum-v5``) through
   :func:`make_env`: the env observed through its last three 64x64 frames
   (:class:`PixelObservation`, :func:`make_pixel_env`).
+- ``MinAtar/<Game>-v1`` (the ``loopwm[minatar]`` extra) through :func:`make_env`: MinAtar's
+  10x10 grids of binary planes as ``uint8`` images (:class:`BinaryPlanes`), with Discrete
+  actions.
 - :class:`ActionRepeat` (``make_env(id, action_repeat=N)``): each action applied for N
   env steps, so one transition spans them.
 - :func:`check_spaces` / :func:`check_box_env`: the boundary check applied to every
@@ -18,6 +21,7 @@
 import gymnasium as gym
 
 from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
+from loopwm.envs.minatar import BinaryPlanes
 from loopwm.envs.pixels import PixelObservation, make_pixel_env
 from loopwm.envs.repeat import ActionRepeat
 from loopwm.envs.spaces import (
@@ -47,6 +51,7 @@ if "loopwm/BouncingBall-v0" not in gym.registry:
 __all__ = [
     "ActionCodec",
     "ActionRepeat",
+    "BinaryPlanes",
     "DreamEnv",
     "ObsCodec",
     "PixelObservation",

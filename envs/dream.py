@@ -26,7 +26,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from loopwm.checks import check_nonnegative, check_positive, check_positive_int
-from loopwm.envs.pixels import newest_frame
 from loopwm.envs.spaces import ActionCodec, ObsCodec, make_env
 from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
@@ -299,7 +298,7 @@ class DreamEnv(gym.Env):
         if self._obs is None:
             raise gym.error.ResetNeeded("call reset() before render()")
         if self.core.image:
-            return newest_frame(self._obs)  # the decoded image itself
+            return self.core.observations.frame(self._obs)  # the decoded image itself
         return self.core.renderer.render()
 
     def close(self):

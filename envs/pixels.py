@@ -23,6 +23,22 @@ from loopwm.errors import ConfigError
 PIXEL_NAMESPACE = "pixels"
 DEFAULT_SIZE = 64
 DEFAULT_FRAME_STACK = 3
+# one colour per binary plane (matplotlib's tab10), repeated for images with more planes
+PLANE_COLOURS = np.array(
+    [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ],
+    dtype=np.uint8,
+)
 
 
 class PixelObservation(gym.Wrapper):
@@ -151,9 +167,19 @@ def resample(frame: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(frame[rows][:, cols])
 
 
-def newest_frame(image: np.ndarray) -> np.ndarray:
-    """The newest RGB frame (H, W, 3) of a stacked image observation (H, W, C): its last
-    three channels, or its last channel in grey when C is not a multiple of 3."""
+def image_frame(image: np.ndarray, planes: bool = False) -> np.ndarray:
+    """An RGB frame (H, W, 3) ``uint8`` that shows an image observation (H, W, C).
+
+    Stacked RGB frames (``planes`` false) show the newest frame: the last three channels,
+    or the last channel in grey when C is not a multiple of 3. Binary planes (values 0 and
+    1, one plane per kind of object, as :class:`loopwm.envs.minatar.BinaryPlanes` gives)
+    show each cell in the colour of its highest set plane, black where none is set.
+    """
+    if planes:
+        index = np.where(image > 0, np.arange(1, image.shape[-1] + 1), 0).max(-1)
+        frame = PLANE_COLOURS[(index - 1) % len(PLANE_COLOURS)]
+        frame[index == 0] = 0
+        return frame
     if image.shape[-1] % 3 == 0:
         return np.ascontiguousarray(image[..., -3:])
     return np.repeat(image[..., -1:], 3, axis=-1)

@@ -48,6 +48,11 @@ def check_observation_space(space: spaces.Space, who: str = "loopwm") -> tuple[i
         return int(space.shape[0]), ()
     if isinstance(space, spaces.Box) and len(space.shape) == 3:
         height, width, channels = (int(n) for n in space.shape)
+        if space.dtype == np.bool_:
+            raise UnsupportedError(
+                f"{who}: bool grid observations must be uint8 images, got {space}; wrap the "
+                f"env with loopwm.envs.BinaryPlanes (make_env does for you)"
+            )
         if space.dtype != np.uint8:
             raise UnsupportedError(
                 f"{who}: image observations must be uint8 (H, W, C) pixels, got {space}; "
@@ -86,6 +91,8 @@ class ObsCodec:
         self.dim, self.image_shape = check_observation_space(space, who)
         self.space = space
         self.storage_dtype = "uint8" if self.image_shape else "float32"  # in a replay
+        # binary planes (values 0 and 1, e.g. MinAtar's) rather than 0..255 RGB frames
+        self.planes = bool(self.image_shape) and float(np.max(space.high)) <= 1
 
     def to_vectors(self, obs: Any) -> tuple[np.ndarray, bool]:
         """``(vectors, single)``: float32 vectors (N, dim) of one observation (the space's
@@ -114,6 +121,13 @@ class ObsCodec:
         if np.issubdtype(self.space.dtype, np.integer):
             arr = np.rint(arr)
         return arr.astype(self.space.dtype)
+
+    def frame(self, image: np.ndarray) -> np.ndarray:
+        """The RGB frame (H, W, 3) that shows one image observation (H, W, C)
+        (:func:`loopwm.envs.pixels.image_frame`)."""
+        from loopwm.envs.pixels import image_frame
+
+        return image_frame(image, self.planes)
 
 
 def check_action_space(action_space: spaces.Space, who: str = "loopwm") -> int:
@@ -197,12 +211,22 @@ def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id)`` with a clear error for unknown ids and unsupported spaces.
 
     ``pixels/<id>`` (e.g. ``pixels/InvertedPendulum-v5``) is ``<id>`` observed through its
-    rendered frames: 64x64 RGB, three stacked (:mod:`loopwm.envs.pixels`). With
+    rendered frames: 64x64 RGB, three stacked (:mod:`loopwm.envs.pixels`). ``MinAtar/<Game>``
+    ids (the ``loopwm[minatar]`` extra) and any env with ``bool`` (H, W, C) grid
+    observations are observed as ``uint8`` binary planes (:mod:`loopwm.envs.minatar`). With
     ``action_repeat`` N > 1 each step applies the action N times (:class:`ActionRepeat`)."""
+    from loopwm.envs.minatar import (
+        BinaryPlanes,
+        is_binary_grid,
+        is_minatar_id,
+        register_minatar_envs,
+    )
     from loopwm.envs.pixels import is_pixel_id, register_pixel_env
 
     check_positive_int("action_repeat", action_repeat)
 
+    if is_minatar_id(env_id):
+        register_minatar_envs()
     try:
         if is_pixel_id(env_id):
             register_pixel_env(env_id)
@@ -216,6 +240,8 @@ def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
                 "(dm_control 1.0.50 needs mujoco < 4)"
             )
         raise ConfigError(f"cannot make environment {env_id!r}: {err}{hint}") from None
+    if is_binary_grid(env.observation_space):
+        env = BinaryPlanes(env)
     try:
         check_box_env(env)
     except TypeError:

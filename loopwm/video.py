@@ -203,9 +203,11 @@ class ImageView:
         self._obs = obs
 
     def render(self) -> np.ndarray:
-        from loopwm.envs.pixels import newest_frame, resample
+        from loopwm.envs.pixels import resample
 
-        return resample(newest_frame(self.observations.to_env(self._obs[None])[0]), self.size)
+        return resample(
+            self.observations.frame(self.observations.to_env(self._obs[None])[0]), self.size
+        )
 
 
 def _label(frame: np.ndarray, text: str, flag: str | None = None) -> np.ndarray:
