@@ -142,7 +142,8 @@ class TrainConfig:
     """The online loop of ``loopwm train``: collect, store, train on a ratio, evaluate."""
 
     env_id: str = "InvertedPendulum-v5"
-    """gymnasium id (flat Box observations and actions)."""
+    """gymnasium id: flat Box or image observations (``pixels/<id>``, ``MinAtar/<Game>-v1``),
+    Box or Discrete actions."""
     steps: int = 10_000
     """Real environment steps to collect."""
     num_envs: int = 1

@@ -351,7 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
 
     p = sub.add_parser("collect", help="store transitions of a gymnasium env on disk")
-    p.add_argument("--env", required=True, help="gymnasium id with Box obs/actions")
+    p.add_argument(
+        "--env",
+        required=True,
+        help="gymnasium id (flat or image observations, Box or Discrete actions)",
+    )
     p.add_argument("--steps", type=int, required=True, help="transitions to store")
     p.add_argument("--out", required=True, help="dataset folder (must be new)")
     p.add_argument("--seed", type=int, default=0)

@@ -31,7 +31,7 @@ def collect(
     """Run ``policy`` (uniform random actions by default) for ``steps`` env steps.
 
     Args:
-        env_id: a gymnasium id with flat Box observations and Box or Discrete actions.
+        env_id: a gymnasium id with flat Box or image observations and Box or Discrete actions.
         steps: number of transitions to store.
         out: dataset folder (must not already hold a dataset).
         policy: ``obs -> action``; Box actions are clipped to the action space, Discrete
