@@ -77,6 +77,8 @@ def test_planes_are_drawn_in_the_colour_of_their_highest_set_plane():
     assert frame[1, :2].sum() == 0 and frame[0, 2].sum() == 0  # nothing set: black
     rgb = np.arange(2 * 3 * 9, dtype=np.uint8).reshape(2, 3, 9)  # three stacked frames
     np.testing.assert_array_equal(image_frame(rgb), rgb[..., 6:])
+    grey = rgb[..., :2]  # not stacked RGB: the last channel in grey
+    np.testing.assert_array_equal(image_frame(grey), np.repeat(grey[..., 1:], 3, axis=-1))
 
 
 @pytest.fixture(scope="module")
