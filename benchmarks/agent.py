@@ -16,6 +16,8 @@ variant) at fixed step counts. Variants:
         --out benchmarks/results/agent_cartpole.json
     python benchmarks/agent.py --envs InvertedPendulum-v5 pixels/InvertedPendulum-v5 \
         --variants dreamer --stop-at-threshold --threads 2 --out benchmarks/results/pixels.json
+    python benchmarks/agent.py --envs MinAtar/Breakout-v1 --variants dqn ppo --threads 1 \
+        --out benchmarks/results/agent_minatar_sb3.json   # the loopwm[minatar] extra
     python benchmarks/agent.py --quick                 # smoke run, writes nothing
 
 Results are rewritten after every run, so an interrupted benchmark keeps what finished.
@@ -58,6 +60,7 @@ BUDGETS = {  # env: (real steps, evaluate every)
     "HalfCheetah-v5": (50_000, 10_000),
     "CartPole-v1": (10_000, 1_000),
     "pixels/InvertedPendulum-v5": (10_000, 1_000),  # 64x64 frames, 3 stacked
+    "MinAtar/Breakout-v1": (100_000, 10_000),  # 10x10 binary planes, Discrete(3)
 }
 VARIANTS = ("dreamer", "sac", "dreamer-mppi", "dqn", "ppo")
 SB3_VARIANTS = ("sac", "dqn", "ppo")
@@ -70,7 +73,7 @@ class EvalEvery(BaseCallback):
 
     def __init__(self, env_id: str, every: int, seed: int) -> None:
         super().__init__()
-        self.env = gym.make(env_id)
+        self.env = make_env(env_id)
         self.every, self.seed = every, seed
         self.records: list[dict] = []
         self.started = time.perf_counter()
@@ -96,7 +99,8 @@ def _record(step: int, returns: list[float], started: float) -> dict:
 def run_sb3(algo: str, env_id: str, steps: int, every: int, seed: int) -> dict:
     started = time.perf_counter()
     callback = EvalEvery(env_id, every, seed)
-    model = ALGOS[algo]("MlpPolicy", env_id, seed=seed, device="cpu", verbose=0)
+    # make_env: the env loopwm learns from (pixel and MinAtar ids, their wrappers)
+    model = ALGOS[algo]("MlpPolicy", make_env(env_id), seed=seed, device="cpu", verbose=0)
     model.learn(steps, callback=callback)
     return {"curve": callback.records, "wall_seconds": round(time.perf_counter() - started, 2)}
 

@@ -47,7 +47,7 @@ def provenance() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
-    for package in ("torch", "gymnasium", "stable_baselines3", "mujoco"):
+    for package in ("torch", "gymnasium", "stable_baselines3", "mujoco", "minatar"):
         try:
             versions[package] = version(package.replace("_", "-"))
         except PackageNotFoundError:

@@ -15,7 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tables import agent_runs, dyna_reports, regime_report  # noqa: E402  (the script's own folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results"
-AGENT_COLORS = {"dreamer": "tab:blue", "dreamer-mppi": "tab:green", "sac": "tab:orange"}
+AGENT_COLORS = {
+    "dreamer": "tab:blue",
+    "dreamer-mppi": "tab:green",
+    "sac": "tab:orange",
+    "dqn": "tab:red",
+    "ppo": "tab:purple",
+}
 
 
 def plot_fit() -> Path:
