@@ -28,7 +28,10 @@ FIT_ARGS = [
 
 
 def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOOPWM_DIST_TIMEOUT": "30"}
+    # The collectives' timeout stays below the subprocess's, so a hang fails here, but
+    # leaves room for rank 0's evaluation while rank 1 waits at the closing barrier: at
+    # 30 s a rehearsal of CI beside a benchmark aborted there (gloo, SIGABRT).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOOPWM_DIST_TIMEOUT": "90"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     command += ["--standalone", "-m", "loopwm", "fit", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
