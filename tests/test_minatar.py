@@ -1,7 +1,6 @@
 """Binary-grid observations (MinAtar's): seen as uint8 planes, drawn in colour, and a real
 MinAtar game through collect -> fit -> dream -> video -> train."""
 
-import shlex
 import sys
 import warnings
 
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from loopwm.cli import main
 from loopwm.collect import collect
 from loopwm.config import FitConfig
 from loopwm.envs import BinaryPlanes, DreamEnv, ObsCodec, make_env
@@ -20,11 +18,9 @@ from loopwm.errors import ConfigError
 from loopwm.fit import fit
 from loopwm.replay import Replay
 
+from .test_cli import cli
+
 GAME = "MinAtar/Breakout-v1"
-
-
-def cli(command: str) -> int:
-    return main(shlex.split(command))
 
 
 def test_bool_grids_are_refused_bare_and_seen_as_uint8_planes_through_the_wrapper():

@@ -2,7 +2,6 @@
 pixel env through collect -> fit -> dream -> video -> train -> resume -> eval."""
 
 import json
-import shlex
 import warnings
 
 import gymnasium as gym
@@ -12,7 +11,6 @@ import torch
 from gymnasium import spaces
 
 from loopwm import LoopWM, LoopWMConfig, load
-from loopwm.cli import main
 from loopwm.collect import collect
 from loopwm.config import FitConfig
 from loopwm.envs import DreamEnv, DreamVectorEnv, ObsCodec, make_env
@@ -22,12 +20,9 @@ from loopwm.replay import Replay, ReplayWriter
 from loopwm.training import obs_statistics, set_obs_statistics
 
 from .fakes import PixelReachEnv
+from .test_cli import cli
 
 PIXEL_ID = "loopwm-test/PixelReach-v0"  # registered by tests.fakes
-
-
-def cli(command: str) -> int:
-    return main(shlex.split(command))
 
 
 def test_pixel_ids_observe_stacked_rendered_frames():
