@@ -143,7 +143,7 @@ class TrainConfig:
 
     env_id: str = "InvertedPendulum-v5"
     """gymnasium id: flat Box or image observations (``pixels/<id>``, ``MinAtar/<Game>-v1``),
-    Box or Discrete actions."""
+    Box or Discrete actions; ``dm_control/<domain>-<task>-v0`` with the ``dmc`` extra."""
     steps: int = 10_000
     """Real environment steps to collect."""
     num_envs: int = 1

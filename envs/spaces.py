@@ -213,8 +213,11 @@ def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
     ``pixels/<id>`` (e.g. ``pixels/InvertedPendulum-v5``) is ``<id>`` observed through its
     rendered frames: 64x64 RGB, three stacked (:mod:`loopwm.envs.pixels`). ``MinAtar/<Game>``
     ids (the ``loopwm[minatar]`` extra) and any env with ``bool`` (H, W, C) grid
-    observations are observed as ``uint8`` binary planes (:mod:`loopwm.envs.minatar`). With
+    observations are observed as ``uint8`` binary planes (:mod:`loopwm.envs.minatar`).
+    ``dm_control/<domain>-<task>-v0`` ids (the ``loopwm[dmc]`` extra) are the DeepMind
+    Control suite's tasks with flat observations (:mod:`loopwm.envs.dmc`). With
     ``action_repeat`` N > 1 each step applies the action N times (:class:`ActionRepeat`)."""
+    from loopwm.envs.dmc import is_dmc_id, make_dmc_env
     from loopwm.envs.minatar import (
         BinaryPlanes,
         is_binary_grid,
@@ -230,16 +233,9 @@ def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
     try:
         if is_pixel_id(env_id):
             register_pixel_env(env_id)
-        env = gym.make(env_id, **kwargs)
+        env = make_dmc_env(env_id, **kwargs) if is_dmc_id(env_id) else gym.make(env_id, **kwargs)
     except gym.error.Error as err:
-        hint = ""
-        registered = any(name.startswith("dm_control/") for name in gym.registry)
-        if env_id.startswith("dm_control/") and not registered:
-            hint = (
-                "; DeepMind Control ids come from shimmy: pip install 'shimmy[dm-control]' "
-                "(dm_control 1.0.50 needs mujoco < 4)"
-            )
-        raise ConfigError(f"cannot make environment {env_id!r}: {err}{hint}") from None
+        raise ConfigError(f"cannot make environment {env_id!r}: {err}") from None
     if is_binary_grid(env.observation_space):
         env = BinaryPlanes(env)
     try:

@@ -13,6 +13,11 @@ from loopwm import load
 from loopwm.cli import main
 from loopwm.replay import Replay
 
+# `loopwm train` flags of an agent small enough for a test run
+TINY_AGENT = (
+    "--preset tiny --agent.horizon 3 --agent.model-fit.batch-size 8 --agent.imagine-batch 16"
+)
+
 
 def cli(command: str) -> int:
     return main(shlex.split(command))

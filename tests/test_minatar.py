@@ -18,7 +18,7 @@ from loopwm.errors import ConfigError
 from loopwm.fit import fit
 from loopwm.replay import Replay
 
-from .test_cli import cli
+from .test_cli import TINY_AGENT, cli
 
 GAME = "MinAtar/Breakout-v1"
 
@@ -120,9 +120,8 @@ def test_video_and_a_short_agent_run_on_a_minatar_game(minatar_checkpoint, tmp_p
     assert frames[:, :, :48].std() > 0  # the real planes were drawn
     run = tmp_path / "run"
     command = (
-        f"train --env {GAME} --preset tiny --steps 120 --prefill 60 --eval-every 120 "
-        f"--eval-episodes 1 --quiet --no-video --no-tensorboard --out {run} "
-        f"--agent.horizon 3 --agent.model-fit.batch-size 8 --agent.imagine-batch 16"
+        f"train --env {GAME} {TINY_AGENT} --steps 120 --prefill 60 --eval-every 120 "
+        f"--eval-episodes 1 --quiet --no-video --no-tensorboard --out {run}"
     )
     assert cli(command) == 0
     assert len(Replay.load(run / "replay")) == 120

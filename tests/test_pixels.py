@@ -20,7 +20,7 @@ from loopwm.replay import Replay, ReplayWriter
 from loopwm.training import obs_statistics, set_obs_statistics
 
 from .fakes import PixelReachEnv
-from .test_cli import cli
+from .test_cli import TINY_AGENT, cli
 
 PIXEL_ID = "loopwm-test/PixelReach-v0"  # registered by tests.fakes
 
@@ -197,9 +197,9 @@ def test_video_of_a_pixel_model_shows_real_and_decoded_frames(pixel_checkpoint, 
 
 def test_the_agent_trains_resumes_and_evaluates_on_pixels(tmp_path, capsys):
     run = tmp_path / "run"
-    base = f"--env {PIXEL_ID} --preset tiny --prefill 60 --eval-episodes 1 --quiet --no-video"
-    command = f"train {base} --steps 120 --eval-every 120 --out {run} --agent.horizon 3"
-    assert cli(command + " --agent.model-fit.batch-size 8 --agent.imagine-batch 16") == 0
+    base = f"--env {PIXEL_ID} --prefill 60 --eval-episodes 1 --quiet --no-video"
+    command = f"train {base} --steps 120 --eval-every 120 --out {run} {TINY_AGENT}"
+    assert cli(command) == 0
     replay = Replay.load(run / "replay")
     assert replay.obs.dtype == np.uint8 and len(replay) == 120
     model = load(run / "model.safetensors")

@@ -175,7 +175,7 @@ CASES = [
     # train
     ("train --steps 10", "--env is required"),
     ("train --env NoSuchEnv-v9", "cannot make environment"),
-    ("train --env dm_control/cartpole-swingup-v0", "pip install 'shimmy[dm-control]'"),
+    ("train --env dm_control/no_such-task-v0", "cannot make environment"),
     ("train --env Blackjack-v1 --out {tmp}/t", "flat Box observation"),
     ("train --env CartPole-v1 --planner mppi --out {tmp}/t", "planner samples continuous"),
     ("train --env InvertedPendulum-v5 --steps 0", "steps must be a positive"),

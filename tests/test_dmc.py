@@ -1,0 +1,65 @@
+"""DeepMind Control tasks through shimmy: flat observations, clear errors, a short run."""
+
+import json
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from loopwm.envs import make_env
+from loopwm.errors import ConfigError
+from loopwm.replay import Replay
+
+from .test_cli import TINY_AGENT, cli
+
+TASK = "dm_control/cartpole-balance-v0"
+
+
+def test_make_env_flattens_a_dmc_task_into_one_float_vector():
+    env = make_env(TASK)
+    # position (3: cart x, cos and sin of the pole angle) and velocity (2), flattened
+    assert env.observation_space.shape == (5,) and env.observation_space.dtype == np.float64
+    assert env.action_space == spaces.Box(-1.0, 1.0, (1,), np.float64)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (5,) and np.isfinite(obs).all()
+    again, _ = make_env(TASK).reset(seed=0)
+    np.testing.assert_array_equal(obs, again)  # seeded
+    obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert obs.shape == (5,) and 0.0 <= reward <= 1.0 and not terminated and not truncated
+    with pytest.raises(ConfigError, match="cannot make environment 'dm_control/no_such-task-v0'"):
+        make_env("dm_control/no_such-task-v0")
+
+
+def test_make_env_names_the_extra_when_shimmy_is_missing(monkeypatch):
+    registry = {k: v for k, v in gym.registry.items() if not k.startswith("dm_control/")}
+    monkeypatch.setattr(gym, "registry", registry)  # as if shimmy had never registered
+    monkeypatch.setitem(sys.modules, "shimmy", None)  # import fails
+    with pytest.raises(ConfigError, match=r"shimmy is missing.*pip install 'loopwm\[dmc\]'"):
+        make_env(TASK)
+
+
+def test_a_dm_control_that_does_not_run_on_the_installed_mujoco_is_named(monkeypatch):
+    make_env(TASK).close()  # registered
+
+    def make(env_id, **kwargs):  # dm_control 1.0.50 on mujoco 4 fails like this
+        raise AttributeError("'MjModel' object has no attribute 'flex_vertedge'")
+
+    monkeypatch.setattr(gym, "make", make)
+    with pytest.raises(ConfigError, match=r"installed mujoco .*pip install 'loopwm\[dmc\]'"):
+        make_env(TASK)
+
+
+def test_the_agent_trains_on_a_dmc_task(tmp_path):
+    run = tmp_path / "run"
+    command = (
+        f"train --env {TASK} {TINY_AGENT} --steps 300 --prefill 200 --pretrain 10 "
+        f"--eval-every 300 --eval-episodes 1 --quiet --no-video --no-tensorboard --out {run}"
+    )
+    assert cli(command) == 0
+    assert len(Replay.load(run / "replay")) == 300
+    metrics = json.loads((run / "metrics.json").read_text())
+    # an evaluation episode is the suite's 1,000 steps, each paying between 0 and 1
+    assert 0.0 < metrics["final_return_mean"] <= 1000.0
+    assert metrics["updates"] == 10 + 50  # the pretraining, then 0.5 per real step
