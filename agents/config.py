@@ -151,6 +151,11 @@ class TrainConfig:
     of them in one batched forward pass. ``steps`` counts transitions of all copies."""
     async_envs: bool = False
     """Step the ``num_envs`` copies in subprocesses (for envs whose step is expensive)."""
+    action_repeat: int = 1
+    """Env steps per agent step: each action is applied this many times and the rewards
+    summed (agents on the DeepMind Control suite commonly use 2). ``steps``, ``prefill``
+    and ``eval_every`` count agent steps; an evaluation return is the env's own episode
+    return."""
     prefill: int = 1000
     """Uniform-random steps before the agent acts and learns."""
     pretrain: int = 200
@@ -186,6 +191,7 @@ class TrainConfig:
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
             check_positive_int(name, getattr(self, name))
         check_nonnegative_int("pretrain", self.pretrain)
+        check_positive_int("action_repeat", self.action_repeat)
         if check_nonnegative_int("prefill", self.prefill) < 1:
             raise ConfigError("prefill must be >= 1: the model needs data before it learns")
         check_positive("train_ratio", self.train_ratio)

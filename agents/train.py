@@ -189,6 +189,7 @@ class OnlineTrainer:
         self.config = config = self._resolve_config(config)
         self.progress, self.tensorboard, self.video = progress, tensorboard, video
         self.make_replay, self.make_logger = make_replay, make_logger
+        make_env = with_action_repeat(make_env, config.action_repeat)
         self.env = make_vector_env(make_env, config)
         try:
             self.eval_env = make_env(config.env_id)
@@ -468,6 +469,11 @@ class OnlineTrainer:
         return summary
 
 
+def with_action_repeat(make_env: Callable[..., gym.Env], repeat: int) -> Callable[..., gym.Env]:
+    """``make_env`` whose envs apply each action ``repeat`` times (itself for 1)."""
+    return make_env if repeat == 1 else functools.partial(make_env, action_repeat=repeat)
+
+
 def make_vector_env(
     make_env: Callable[[str], gym.Env], config: TrainConfig
 ) -> gym.vector.VectorEnv:
@@ -526,19 +532,20 @@ def final_video(agent, config: TrainConfig, run_dir: Path) -> str | None:
                 policy=greedy(agent),
                 size=160,
                 seed=config.seed,
+                action_repeat=config.action_repeat,
             )
         except ConfigError:  # no state renderer for this env: real frames only
-            frames = _real_frames(agent, config.env_id, steps=200, seed=config.seed)
+            frames = _real_frames(agent, config, steps=200)
         return str(write_video(frames, path, fps=30))
     except Exception as err:  # a video must never lose a finished run
         warnings.warn(f"no final video written: {err}", stacklevel=2)
         return None
 
 
-def _real_frames(agent, env_id: str, *, steps: int, seed: int) -> list[np.ndarray]:
-    env = make_env(env_id, render_mode="rgb_array")
+def _real_frames(agent, config: TrainConfig, *, steps: int) -> list[np.ndarray]:
+    env = make_env(config.env_id, action_repeat=config.action_repeat, render_mode="rgb_array")
     try:
-        obs, _ = env.reset(seed=seed)
+        obs, _ = env.reset(seed=config.seed)
         agent.reset()
         frames = [env.render()]
         for _ in range(steps - 1):

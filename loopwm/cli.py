@@ -212,7 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from loopwm.envs import make_env
 
     agent, config, counters = load_agent(args.run, device=args.device)
-    env = make_env(config.env_id)
+    env = make_env(config.env_id, action_repeat=config.action_repeat)
     try:
         returns = evaluate_agent(agent, env, args.episodes, seed=args.seed)
     finally:
@@ -234,7 +234,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise ConfigError("give --checkpoint (a world model) or --run (a `loopwm train` run)")
     if args.run and args.policy:
         raise ConfigError("--run acts with the run's agent; drop --policy or --run")
-    policy = None
+    policy, action_repeat = None, 1
     if args.run:
         from loopwm.agents import load_agent
 
@@ -246,7 +246,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         )
         if args.env and args.env != config.env_id:
             raise ConfigError(f"{args.run} is a run of {config.env_id}, not {args.env}")
-        env_id = config.env_id
+        env_id, action_repeat = config.env_id, config.action_repeat
 
         def policy(obs):
             return agent.act(obs, explore=False)
@@ -279,6 +279,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         policy=policy,
         size=args.size,
         seed=args.seed,
+        action_repeat=action_repeat,
     )
     out = args.out
     if args.gif and not out.lower().endswith(".gif"):

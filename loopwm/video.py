@@ -55,6 +55,7 @@ def record_rollout(
     policy: Policy | None = None,
     size: int = 240,
     seed: int = 0,
+    action_repeat: int = 1,
 ) -> tuple[list[np.ndarray], RolloutTrace]:
     """Run the real env and the model side by side; return composed frames and the trace.
 
@@ -67,6 +68,8 @@ def record_rollout(
         policy: ``obs -> action`` (uniform random actions if ``None``).
         size: side of each square panel in pixels (rounded to a multiple of 16).
         seed: seeds the real env and the random policy.
+        action_repeat: env steps per model step (the real env applies each action this
+            many times, as the model's data did).
     """
     from loopwm.envs.render import StateRenderer, check_renderable
     from loopwm.envs.spaces import ActionCodec, ObsCodec, make_env  # make_env checks spaces
@@ -79,7 +82,7 @@ def record_rollout(
     size = _round16(size)
     model = model.eval()
     kwargs = {} if image else {"render_mode": "rgb_array", "width": size, "height": size}
-    real_env = make_env(env_id, **kwargs)
+    real_env = make_env(env_id, action_repeat=action_repeat, **kwargs)
     imagined_env = None if image else make_env(env_id, **kwargs)
     try:
         observations = ObsCodec(real_env.observation_space)

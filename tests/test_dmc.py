@@ -51,15 +51,37 @@ def test_a_dm_control_that_does_not_run_on_the_installed_mujoco_is_named(monkeyp
         make_env(TASK)
 
 
-def test_the_agent_trains_on_a_dmc_task(tmp_path):
+def test_the_agent_trains_on_a_dmc_task_with_action_repeat(tmp_path, capsys):
     run = tmp_path / "run"
     command = (
         f"train --env {TASK} {TINY_AGENT} --steps 300 --prefill 200 --pretrain 10 "
-        f"--eval-every 300 --eval-episodes 1 --quiet --no-video --no-tensorboard --out {run}"
+        f"--action-repeat 2 --eval-every 300 --eval-episodes 1 --quiet --no-video "
+        f"--no-tensorboard --out {run}"
     )
     assert cli(command) == 0
-    assert len(Replay.load(run / "replay")) == 300
+    replay = Replay.load(run / "replay")
+    assert len(replay) == 300 and replay.meta["action_repeat"] == 2
     metrics = json.loads((run / "metrics.json").read_text())
-    # an evaluation episode is the suite's 1,000 steps, each paying between 0 and 1
+    # an evaluation episode is the suite's 1,000 env steps, each paying between 0 and 1
     assert 0.0 < metrics["final_return_mean"] <= 1000.0
-    assert metrics["updates"] == 10 + 50  # the pretraining, then 0.5 per real step
+    assert metrics["updates"] == 10 + 50  # the pretraining, then 0.5 per agent step
+    capsys.readouterr()
+    assert cli(f"eval --run {run} --episodes 1 --seed 10000") == 0  # the run's eval seed
+    printed = capsys.readouterr().out
+    assert f"return {metrics['final_return_mean']:.1f}" in printed  # so the run's repeat too
+    assert cli(f"train --resume {run} --action-repeat 1 --quiet") == 2
+    assert "cannot change action_repeat" in capsys.readouterr().err
+
+
+def test_action_repeat_spans_env_steps_in_the_agent_loop(tmp_path):
+    from loopwm.agents import TrainConfig, train
+
+    config = TrainConfig(
+        env_id="Pendulum-v1", steps=60, prefill=60, pretrain=0, action_repeat=4,
+        eval_every=60, eval_episodes=1, seed=0,
+    )  # fmt: skip
+    summary = train(config, tmp_path / "run", progress=False, tensorboard=False, video=False)
+    # Pendulum-v1's 200-step time limit counts env steps: 50 agent steps per episode
+    assert summary["episodes"] == 1 and summary["env_steps"] == 60
+    with pytest.raises(ConfigError, match="action_repeat"):
+        TrainConfig(action_repeat=0)

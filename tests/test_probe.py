@@ -186,6 +186,7 @@ CASES = [
     ("train --env InvertedPendulum-v5 --agent.model-fit.batch-size 0", "batch_size"),
     ("train --env InvertedPendulum-v5 --planner bogus", "--planner"),
     ("train --env InvertedPendulum-v5 --num-envs 0", "num_envs must be a positive"),
+    ("train --env InvertedPendulum-v5 --action-repeat 0", "action_repeat must be a positive"),
     ("train --env InvertedPendulum-v5 --num-envs -2", "num_envs must be a positive"),
     ("train --env InvertedPendulum-v5 --num-envs 1.5", "--num-envs"),
     ("train --env InvertedPendulum-v5 --num-envs 3", "multiple of num_envs (3)"),
