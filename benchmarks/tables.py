@@ -381,8 +381,8 @@ def adaptive_table() -> str:
     return "\n".join(rows)
 
 
-def _uncertainty() -> dict:
-    return json.loads((RESULTS / "uncertainty.json").read_text())
+def _uncertainty(name: str = "uncertainty") -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
 
 
 SIGNALS = {
@@ -442,9 +442,9 @@ DREAM_VARIANTS = {
 }
 
 
-def _dream_variants() -> list[tuple[str, list[dict]]]:
+def _dream_variants(name: str = "uncertainty") -> list[tuple[str, list[dict]]]:
     """``(label, per-seed records)`` of each dream-only SAC variant that ran."""
-    report = _uncertainty()
+    report = _uncertainty(name)
     found = []
     for variant, label in DREAM_VARIANTS.items():
         runs = [seed[variant] for seed in report["dream"].values() if variant in seed]
@@ -456,7 +456,7 @@ def _dream_variants() -> list[tuple[str, list[dict]]]:
     return found
 
 
-def dream_sac_table() -> str:
+def dream_sac_table(name: str = "uncertainty") -> str:
     """SAC trained only in the dream: dream, raw-dream and real returns per variant."""
     import numpy as np
 
@@ -465,7 +465,7 @@ def dream_sac_table() -> str:
         "real return | per seed (real) | real ÷ dream without penalty |",
         "|---|---|---|---|---|---|",
     ]
-    for label, runs in _dream_variants():
+    for label, runs in _dream_variants(name):
         dream = [r["dream_return"][0] for r in runs]
         raw = [r["dream_return_raw"][0] for r in runs]
         real = [r["real_return"][0] for r in runs]

@@ -22,6 +22,8 @@ Three parts, each seed side by side:
 
     python benchmarks/uncertainty.py             # 3 seeds, about 80 minutes on 2 cores
     python benchmarks/uncertainty.py --seeds 0   # one seed
+    python benchmarks/uncertainty.py --envs InvertedPendulum-v5 \
+        --dream-variants ensemble penalty limit   # SAC in the ensemble dreams only
     python benchmarks/uncertainty.py --quick     # smoke run, writes nothing
     python benchmarks/uncertainty.py --cost-only # re-measure the cost part alone
 """
@@ -62,6 +64,7 @@ DATA_STEPS = 20_000
 DREAM_STEPS = 10_000
 EVAL_EPISODES = 10
 WINDOWS = 4096  # held-out 1-step windows scored per model
+DREAM_VARIANTS = ("single", "ensemble", "penalty", "limit")
 
 
 @torch.no_grad()
@@ -179,7 +182,9 @@ def cost(batches: list[int], repeats: int) -> list[dict]:
     return rows
 
 
-def dream(checkpoints: dict[str, str], seed: int, penalty: float, limit: float) -> dict:
+def dream(
+    checkpoints: dict[str, str], seed: int, penalty: float, limit: float, names=DREAM_VARIANTS
+) -> dict:
     variants = {
         "single": (checkpoints["single"], {}),
         "ensemble": (checkpoints["ensemble"], {}),
@@ -187,7 +192,8 @@ def dream(checkpoints: dict[str, str], seed: int, penalty: float, limit: float) 
         "limit": (checkpoints["ensemble"], {"uncertainty_limit": limit}),
     }
     record = {}
-    for name, (checkpoint, options) in variants.items():
+    for name in names:
+        checkpoint, options = variants[name]
         started = time.perf_counter()
         result = train_in_dream(
             checkpoint,
@@ -222,6 +228,16 @@ def main() -> int:
     # the env's reward of 1 per step; the limit is about 3x the held-out mean u
     parser.add_argument("--penalty", type=float, default=20.0, help="λ of the penalty variant")
     parser.add_argument("--limit", type=float, default=0.01, help="u limit of the limit variant")
+    parser.add_argument(
+        "--envs", nargs="+", default=list(ENVS), choices=list(ENVS), help="calibration envs"
+    )
+    parser.add_argument(
+        "--dream-variants",
+        nargs="+",
+        default=list(DREAM_VARIANTS),
+        choices=DREAM_VARIANTS,
+        help="SAC-in-the-dream variants (needs InvertedPendulum-v5 among --envs)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--cost-only",
@@ -267,15 +283,19 @@ def main() -> int:
 
     save()
     for seed in args.seeds:
-        for env_id, preset in ENVS.items():
-            record = calibration(env_id, preset, seed, fit_cfg)
+        for env_id in args.envs:
+            record = calibration(env_id, ENVS[env_id], seed, fit_cfg)
             results["calibration"].setdefault(env_id, {})[str(seed)] = record
             save()
+        if DREAM_ENV not in args.envs:
+            continue
         checkpoints = {
             name: results["calibration"][DREAM_ENV][str(seed)][name]["checkpoint"]
             for name in ("single", "ensemble")
         }
-        results["dream"][str(seed)] = dream(checkpoints, seed, args.penalty, args.limit)
+        results["dream"][str(seed)] = dream(
+            checkpoints, seed, args.penalty, args.limit, args.dream_variants
+        )
         save()
     return 0
 

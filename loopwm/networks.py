@@ -56,6 +56,25 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.Seque
     return nn.Sequential(*modules)
 
 
+class MemberMLPs(nn.Module):
+    """One :func:`mlp` per ensemble member, each with its own weights.
+
+    ``(K, B, in)`` -> ``(K, B, out)``: member ``k`` reads row block ``k`` (its own latents);
+    ``(B, in)`` -> ``(K, B, out)``: every member reads the same rows.
+    """
+
+    def __init__(self, members: int, in_dim: int, hidden_dim: int, out_dim: int, layers: int):
+        super().__init__()
+        self.members = nn.ModuleList(
+            mlp(in_dim, hidden_dim, out_dim, layers=layers) for _ in range(members)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            return torch.stack([member(x) for member in self.members])
+        return torch.stack([member(xk) for member, xk in zip(self.members, x, strict=True)])
+
+
 def spectral_norm(weight: torch.Tensor) -> torch.Tensor:
     """Exact largest singular value of a matrix, differentiable.
 

@@ -36,8 +36,9 @@ def world_model_loss(
     distance of ``h_k`` to the (stop-gradient) encoding of the real next observation,
     weighted ``horizon_discount**k`` and masked past the end of the episode. The
     observation ``o_0`` is also reconstructed from ``h_0``. An ensemble's members are each
-    scored on their own prediction from the shared latent (their mean carries the rollout
-    on), so every member learns the whole transition.
+    scored on their own prediction (next observation, reward, continuation, each from its
+    own latent and heads) from the shared latent (their mean carries the rollout on), so
+    every member learns the whole transition.
 
     Args:
         batch: ``obs0`` (B, O), ``action`` (B, H, A), ``next_obs`` (B, H, O),
@@ -76,8 +77,8 @@ def world_model_loss(
             else:  # every member is scored on its own prediction (K, B, D)
                 preds.append(out.members)
                 member_obs.append(out.member_obs)  # decoded once, inside step
-                rewards.append(model.reward_symlog(out.members))  # (K, B)
-                conts.append(model.cont_logit(out.members))
+                rewards.append(out.member_reward_symlog)  # (K, B), each member's own head
+                conts.append(out.member_cont_logit)
             iters.append(out.iters.float())
             if out.aux_loss is not None:
                 aux.append(out.aux_loss)

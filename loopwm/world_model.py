@@ -17,6 +17,7 @@ stack untied blocks, run a GRU cell, or loop an unconstrained block.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,12 +26,13 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from loopwm.checks import check_positive_int
 from loopwm.config import LoopWMConfig
 from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
-from loopwm.networks import ConvDecoder, ConvEncoder, mlp, symexp, symlog
+from loopwm.networks import ConvDecoder, ConvEncoder, MemberMLPs, mlp, symexp, symlog
 
 ArrayLike = torch.Tensor | np.ndarray
 Policy = Callable[[torch.Tensor], torch.Tensor]  # latent (B, D) -> action (B, action_dim)
@@ -48,6 +50,8 @@ class StepOutput:
     aux_loss: torch.Tensor | None = None  # extra training loss of the step (a halting gate)
     members: torch.Tensor | None = None  # (K, B, latent_dim) each member's next latent
     member_obs: torch.Tensor | None = None  # (K, B, obs_dim) their decoded obs, standardised
+    member_reward_symlog: torch.Tensor | None = None  # (K, B) each member's reward head
+    member_cont_logit: torch.Tensor | None = None  # (K, B) each member's continuation head
     uncertainty: torch.Tensor | None = None  # (B,) the members' disagreement (ensembles)
 
     @property
@@ -84,11 +88,26 @@ class Rollout:
     uncertainty: torch.Tensor | None = None  # (B, T) members' disagreement (ensembles)
 
 
-def disagreement(member_obs: torch.Tensor) -> torch.Tensor:
-    """RMS over observation dimensions of the members' standard deviation of their
-    decoded observations: (K, B, obs_dim) -> (B,)."""
-    spread = member_obs - member_obs.mean(0)  # faster than std(0) on CPU
+def disagreement(
+    member_obs: torch.Tensor, member_reward_symlog: torch.Tensor, member_cont_logit: torch.Tensor
+) -> torch.Tensor:
+    """RMS over predicted quantities of the members' standard deviation: the decoded
+    observation (K, B, obs_dim, standardised), the reward (K, B, symlog units) and the
+    continuation probability (K, B) -> (B,)."""
+    predicted = torch.cat(
+        [member_obs, member_reward_symlog[..., None], torch.sigmoid(member_cont_logit)[..., None]],
+        -1,
+    )
+    spread = predicted - predicted.mean(0)  # faster than std(0) on CPU
     return spread.pow(2).mean((0, 2)).sqrt()
+
+
+def mean_probability_logit(logits: torch.Tensor) -> torch.Tensor:
+    """Logit of the mean probability of (K, B) logits over the K members: (B,)."""
+    log_k = math.log(logits.shape[0])
+    log_p = torch.logsumexp(F.logsigmoid(logits), 0) - log_k
+    log_not_p = torch.logsumexp(F.logsigmoid(-logits), 0) - log_k
+    return log_p - log_not_p
 
 
 _MEMBER_KEY = re.compile(r"(?:^|\.)(?:members|cells)\.(\d+)\.")
@@ -128,8 +147,12 @@ class WorldModel(nn.Module):
         else:
             self.encoder = mlp(c.obs_dim, c.hidden_dim, c.latent_dim)
             self.decoder = mlp(c.latent_dim, c.hidden_dim, c.obs_dim)
-        self.reward_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
-        self.cont_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
+        if c.ensemble == 1:
+            self.reward_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
+            self.cont_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
+        else:  # each member predicts the whole transition: its own reward and continuation
+            self.reward_head = MemberMLPs(c.ensemble, c.latent_dim, c.hidden_dim, 1, layers=1)
+            self.cont_head = MemberMLPs(c.ensemble, c.latent_dim, c.hidden_dim, 1, layers=1)
         # The prelude ends in a LayerNorm without affine parameters: ||u|| <= sqrt(inject_dim)
         # for every input, which is what makes the latent-norm bound hold.
         self.prelude = nn.Sequential(
@@ -171,12 +194,16 @@ class WorldModel(nn.Module):
         return torch.sigmoid(self.cont_logit(latent))
 
     def reward_symlog(self, latent: torch.Tensor) -> torch.Tensor:
-        """The reward head's output in symlog units (what the loss regresses): (B,)."""
-        return self.reward_head(latent).squeeze(-1)
+        """The reward head's output in symlog units (what the loss regresses): (B,). An
+        ensemble's members each have a head: their mean."""
+        out = self.reward_head(latent).squeeze(-1)
+        return out if self.config.ensemble == 1 else out.mean(0)
 
     def cont_logit(self, latent: torch.Tensor) -> torch.Tensor:
-        """The continuation head's logit (what the loss classifies): (B,)."""
-        return self.cont_head(latent).squeeze(-1)
+        """The continuation head's logit (what the loss classifies): (B,). An ensemble's
+        members each have a head: the logit of their mean probability."""
+        out = self.cont_head(latent).squeeze(-1)
+        return out if self.config.ensemble == 1 else mean_probability_logit(out)
 
     def step(
         self,
@@ -188,10 +215,13 @@ class WorldModel(nn.Module):
     ) -> StepOutput:
         """One imagined transition ``(h_t, a_t) -> h_{t+1}`` with reward and continuation.
 
-        With an ensemble (``config.ensemble = K >= 2``) every member steps from ``h_t``;
-        the output's ``members`` holds their K next latents, ``latent`` their mean (which
-        the heads read), ``iters`` and ``residual`` the largest member's, and
-        ``uncertainty`` their disagreement (:meth:`disagreement`).
+        With an ensemble (``config.ensemble = K >= 2``) every member steps from ``h_t``
+        and reads its own next latent with its own heads: the output's ``members`` holds
+        their K next latents, ``member_obs``, ``member_reward_symlog`` and
+        ``member_cont_logit`` what each predicts; ``latent`` is their mean, the reward
+        their mean, the continuation their mean probability, ``iters`` and ``residual``
+        the largest member's, and ``uncertainty`` their disagreement
+        (:meth:`disagreement`).
 
         Args:
             latent: (B, latent_dim) current latents.
@@ -212,26 +242,35 @@ class WorldModel(nn.Module):
                 residual=tr.residual,
                 aux_loss=tr.aux_loss,
             )
-        latent = tr.latent.mean(0)
         member_obs = self.decoder(tr.latent)  # (K, B, obs_dim), standardised units
+        member_reward = self.reward_head(tr.latent).squeeze(-1)  # (K, B), each its own
+        member_cont = self.cont_head(tr.latent).squeeze(-1)
         return StepOutput(
-            latent=latent,
-            reward_symlog=self.reward_symlog(latent),
-            cont_logit=self.cont_logit(latent),
+            latent=tr.latent.mean(0),
+            reward_symlog=member_reward.mean(0),
+            cont_logit=mean_probability_logit(member_cont),
             iters=tr.iters.amax(0),
             residual=tr.residual.amax(0),
             aux_loss=tr.aux_loss,
             members=tr.latent,
             member_obs=member_obs,
-            uncertainty=disagreement(member_obs),
+            member_reward_symlog=member_reward,
+            member_cont_logit=member_cont,
+            uncertainty=disagreement(member_obs, member_reward, member_cont),
         )
 
     def disagreement(self, members: torch.Tensor) -> torch.Tensor:
-        """How much an ensemble's members disagree about the next observation: the
-        root-mean-square over observation dimensions of the members' standard deviation,
-        in the model's standardised units (1.0 is one standard deviation of the training
-        data). (K, B, latent_dim) -> (B,)."""
-        return disagreement(self.decoder(members))
+        """How much an ensemble's members disagree about the transition that reached
+        their latents ``members`` (K, B, latent_dim), each read by its own decoder
+        output and heads: the root-mean-square over predicted quantities of the members'
+        standard deviation (B,). The quantities are the next observation in the model's
+        standardised units (1.0 is one standard deviation of the training data), the
+        reward in symlog units and the continuation probability."""
+        return disagreement(
+            self.decoder(members),
+            self.reward_head(members).squeeze(-1),
+            self.cont_head(members).squeeze(-1),
+        )
 
     def imagine(
         self,

@@ -56,8 +56,22 @@ def test_every_family_steps_an_ensemble_and_reports_disagreement(name):
     assert out.members.shape == (3, 6, 16)
     torch.testing.assert_close(out.latent, out.members.mean(0))
     assert out.uncertainty.shape == (6,) and (out.uncertainty > 0).all()
-    expected = model.decoder(out.members).std(0, correction=0).pow(2).mean(-1).sqrt()
+    # each member reads its own latent with its own reward and continuation heads
+    heads = [
+        (m_reward(h).squeeze(-1), torch.sigmoid(m_cont(h).squeeze(-1)))
+        for m_reward, m_cont, h in zip(
+            model.reward_head.members, model.cont_head.members, out.members, strict=True
+        )
+    ]
+    rewards = torch.stack([r for r, _ in heads])  # (3, 6)
+    conts = torch.stack([c for _, c in heads])
+    torch.testing.assert_close(out.reward_symlog, rewards.mean(0))
+    torch.testing.assert_close(out.cont, conts.mean(0))
+    assert (rewards.std(0) > 0).all()  # the members' heads differ
+    predicted = torch.cat([model.decoder(out.members), rewards[..., None], conts[..., None]], -1)
+    expected = predicted.std(0, correction=0).pow(2).mean(-1).sqrt()
     torch.testing.assert_close(out.uncertainty, expected)
+    torch.testing.assert_close(model.disagreement(out.members), expected)
     single = _model(name, 1).eval().step(latent[:, :16], torch.zeros(6, 2))
     assert single.members is None and single.uncertainty is None
 
