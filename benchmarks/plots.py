@@ -118,6 +118,7 @@ def plot_agent() -> Path:
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_title(env_id)
         ax.set_xlabel("real env steps")
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")  # 50k, not 50000
         ax.set_ylabel("eval return (5 episodes)")
         ax.legend(fontsize=7)
     return _save(fig, "agent.png")
