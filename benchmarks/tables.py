@@ -810,6 +810,7 @@ TABLES = {
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
     "dream-sac": dream_sac_table,
+    "dream-sac-shared-heads": partial(dream_sac_table, "uncertainty_shared_heads"),
     "dream-sac-short": dream_sac_short,
     "pixels": pixels_table,
     "pixels-cost": pixels_cost_table,
