@@ -189,6 +189,26 @@ def test_checkpoint_whose_header_names_another_ensemble_size_is_refused(tmp_path
         load(path)
 
 
+def test_an_ensemble_whose_members_share_their_heads_is_refused(tmp_path):
+    """The layout before each member had its own reward and continuation heads."""
+    path = tmp_path / "m.safetensors"
+    save(_model("loopwm", 3), path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    tensors = {}
+    for name, tensor in load_file(str(path)).items():
+        head = name.split(".")[0]
+        if head in ("reward_head", "cont_head"):
+            member, rest = name.removeprefix(f"{head}.members.").split(".", 1)
+            if member != "0":
+                continue
+            name = f"{head}.{rest}"  # member 0's head, as the one shared head
+        tensors[name] = tensor
+    save_file(tensors, path, metadata=meta)
+    with pytest.raises(CheckpointError, match=r"missing \['cont_head.members.0"):
+        load(path)
+
+
 @pytest.mark.parametrize(("stored", "expected"), [(3, 1), (1, 3)])
 def test_weights_of_another_ensemble_size_are_refused_not_picked(stored, expected):
     with pytest.raises(CheckpointError, match=f"ensemble of {stored} member.*ensemble={expected}"):
