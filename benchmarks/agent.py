@@ -18,6 +18,8 @@ variant) at fixed step counts. Variants:
         --variants dreamer --stop-at-threshold --threads 2 --out benchmarks/results/pixels.json
     python benchmarks/agent.py --envs MinAtar/Breakout-v1 --variants dqn ppo --threads 1 \
         --out benchmarks/results/agent_minatar_sb3.json   # the loopwm[minatar] extra
+    python benchmarks/agent.py --envs dm_control/cartpole-swingup-v0 --variants dreamer sac \
+        --out benchmarks/results/agent_dmc.json       # the loopwm[dmc] extra; action repeat 2
     python benchmarks/agent.py --quick                 # smoke run, writes nothing
 
 Results are rewritten after every run, so an interrupted benchmark keeps what finished.
@@ -61,7 +63,20 @@ BUDGETS = {  # env: (real steps, evaluate every)
     "CartPole-v1": (10_000, 1_000),
     "pixels/InvertedPendulum-v5": (10_000, 1_000),  # 64x64 frames, 3 stacked
     "MinAtar/Breakout-v1": (100_000, 10_000),  # 10x10 binary planes, Discrete(3)
+    # DeepMind Control (the loopwm[dmc] extra) at TD-MPC2's budget: 100k agent steps of
+    # 2 env steps each (its DMC envs repeat every action twice and count agent steps)
+    **{
+        f"dm_control/{task}-v0": (100_000, 10_000)
+        for task in ("cartpole-swingup", "reacher-easy", "cheetah-run", "walker-walk")
+    },
 }
+DMC_ACTION_REPEAT = 2  # env steps per agent step on dm_control/... ids, as TD-MPC2's
+
+
+def action_repeat(env_id: str) -> int:
+    return DMC_ACTION_REPEAT if env_id.startswith("dm_control/") else 1
+
+
 VARIANTS = ("dreamer", "sac", "dreamer-mppi", "dqn", "ppo")
 SB3_VARIANTS = ("sac", "dqn", "ppo")
 CONTINUOUS_ONLY = ("sac", "dreamer-mppi")  # need Box actions
@@ -73,7 +88,7 @@ class EvalEvery(BaseCallback):
 
     def __init__(self, env_id: str, every: int, seed: int) -> None:
         super().__init__()
-        self.env = make_env(env_id)
+        self.env = make_env(env_id, action_repeat=action_repeat(env_id))
         self.every, self.seed = every, seed
         self.records: list[dict] = []
         self.started = time.perf_counter()
@@ -100,7 +115,8 @@ def run_sb3(algo: str, env_id: str, steps: int, every: int, seed: int) -> dict:
     started = time.perf_counter()
     callback = EvalEvery(env_id, every, seed)
     # make_env: the env loopwm learns from (pixel and MinAtar ids, their wrappers)
-    model = ALGOS[algo]("MlpPolicy", make_env(env_id), seed=seed, device="cpu", verbose=0)
+    env = make_env(env_id, action_repeat=action_repeat(env_id))
+    model = ALGOS[algo]("MlpPolicy", env, seed=seed, device="cpu", verbose=0)
     model.learn(steps, callback=callback)
     return {"curve": callback.records, "wall_seconds": round(time.perf_counter() - started, 2)}
 
@@ -123,6 +139,7 @@ def run_dreamer(
     config = TrainConfig(
         env_id=env_id,
         steps=steps,
+        action_repeat=action_repeat(env_id),
         eval_every=every,
         eval_episodes=EVAL_EPISODES,
         checkpoint_every=every,
