@@ -145,7 +145,7 @@ class TrainConfig:
     """gymnasium id: flat Box or image observations (``pixels/<id>``, ``MinAtar/<Game>-v1``),
     Box or Discrete actions; ``dm_control/<domain>-<task>-v0`` with the ``dmc`` extra."""
     steps: int = 10_000
-    """Real environment steps to collect."""
+    """Real environment steps to collect (agent steps, each ``action_repeat`` env steps)."""
     num_envs: int = 1
     """Copies of the env stepped together (a gymnasium vector env); the agent acts for all
     of them in one batched forward pass. ``steps`` counts transitions of all copies."""
