@@ -50,6 +50,7 @@ from loopwm.agents import (
     train,
 )
 from loopwm.envs import make_env  # pixel ids (pixels/...) too
+from loopwm.envs.dmc import is_dmc_id
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
 ALGOS = {"sac": SAC, "dqn": DQN, "ppo": PPO}
@@ -74,7 +75,7 @@ DMC_ACTION_REPEAT = 2  # env steps per agent step on dm_control/... ids, as TD-M
 
 
 def action_repeat(env_id: str) -> int:
-    return DMC_ACTION_REPEAT if env_id.startswith("dm_control/") else 1
+    return DMC_ACTION_REPEAT if is_dmc_id(env_id) else 1
 
 
 VARIANTS = ("dreamer", "sac", "dreamer-mppi", "dqn", "ppo")

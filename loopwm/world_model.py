@@ -242,9 +242,7 @@ class WorldModel(nn.Module):
                 residual=tr.residual,
                 aux_loss=tr.aux_loss,
             )
-        member_obs = self.decoder(tr.latent)  # (K, B, obs_dim), standardised units
-        member_reward = self.reward_head(tr.latent).squeeze(-1)  # (K, B), each its own
-        member_cont = self.cont_head(tr.latent).squeeze(-1)
+        member_obs, member_reward, member_cont = self._member_predictions(tr.latent)
         return StepOutput(
             latent=tr.latent.mean(0),
             reward_symlog=member_reward.mean(0),
@@ -261,12 +259,20 @@ class WorldModel(nn.Module):
 
     def disagreement(self, members: torch.Tensor) -> torch.Tensor:
         """How much an ensemble's members disagree about the transition that reached
-        their latents ``members`` (K, B, latent_dim), each read by its own decoder
-        output and heads: the root-mean-square over predicted quantities of the members'
-        standard deviation (B,). The quantities are the next observation in the model's
-        standardised units (1.0 is one standard deviation of the training data), the
-        reward in symlog units and the continuation probability."""
-        return disagreement(
+        their latents ``members`` (K, B, latent_dim), each decoded by the shared decoder
+        and read by its own heads: the root-mean-square over predicted quantities of the
+        members' standard deviation (B,). The quantities are the next observation in the
+        model's standardised units (1.0 is one standard deviation of the training data),
+        the reward in symlog units and the continuation probability."""
+        return disagreement(*self._member_predictions(members))
+
+    def _member_predictions(
+        self, members: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What each member predicts from its own latent (K, B, latent_dim): the decoded
+        observation (K, B, obs_dim, standardised), its reward head's symlog reward and its
+        continuation head's logit (K, B each)."""
+        return (
             self.decoder(members),
             self.reward_head(members).squeeze(-1),
             self.cont_head(members).squeeze(-1),
