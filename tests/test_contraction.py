@@ -5,6 +5,7 @@ import torch
 
 from loopwm import LoopWM, LoopWMConfig
 from loopwm.config import FitConfig
+from loopwm.networks import tanh
 from loopwm.solver import solve
 from loopwm.training import world_model_loss
 
@@ -129,3 +130,22 @@ def test_unique_fixed_point_from_any_warm_start(tiny_model):
         a = solve(f, h, projected, max_iters=400, stop=None).latent
         b = solve(f, -5 * h + 7, projected, max_iters=400, stop=None).latent
     assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_solver_tanh_is_torch_tanh_to_rounding():
+    """The loop's tanh (2 sigmoid(2x) - 1 where no gradient is recorded) is tanh: as
+    bounded, 1-Lipschitz to rounding, its input untouched, and torch's own with autograd."""
+    x = torch.linspace(-20.0, 20.0, 4001)
+    original = x.clone()
+    with torch.no_grad():
+        fast = tanh(x)
+        fast64 = tanh(x.double())
+    assert torch.equal(x, original)
+    assert (fast - torch.tanh(x)).abs().max() <= 2.5e-7
+    assert (fast64 - torch.tanh(x.double())).abs().max() <= 1e-15
+    assert fast.abs().max() <= 1.0
+    steps = (fast[1:] - fast[:-1]).abs() / (x[1:] - x[:-1])
+    assert steps.max() <= 1.0 + 1e-4
+    tracked = x.clone().requires_grad_()
+    tanh(tracked).sum().backward()
+    torch.testing.assert_close(tracked.grad, 1 - torch.tanh(x) ** 2)
