@@ -190,6 +190,7 @@ def train_in_dream(
         )
     )
     env_id = dream.unwrapped.core.env_id
+    action_repeat = dream.unwrapped.core.action_repeat  # the real env repeats as the data did
     agent = make_sb3_agent(algo, dream, seed=seed, device=device)
     agent.learn(steps, callback=ProgressCallback(steps, f"{algo} in dream", progress))
     dream.reset(seed=seed + 10_000)
@@ -200,11 +201,12 @@ def train_in_dream(
     raw.reset(seed=seed + 10_000)
     raw_mean, raw_std = evaluate_policy(agent, raw, n_eval_episodes=eval_episodes)
     raw.close()
-    real = Monitor(make_env(env_id))
+    real = Monitor(make_env(env_id, action_repeat=action_repeat))
     real.reset(seed=seed + 20_000)
     real_mean, real_std = evaluate_policy(agent, real, n_eval_episodes=eval_episodes)
     result = {
         "env_id": env_id,
+        "action_repeat": action_repeat,
         "algo": algo,
         "dream_steps": steps,
         "seed": seed,

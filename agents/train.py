@@ -441,7 +441,12 @@ class OnlineTrainer:
             if not isinstance(self.logger, NullLogger):
                 try:
                     log_open_loop_video(
-                        self.logger, agent.world_model, config.env_id, step, policy=greedy(agent)
+                        self.logger,
+                        agent.world_model,
+                        config.env_id,
+                        step,
+                        policy=greedy(agent),
+                        action_repeat=config.action_repeat,
                     )
                 except Exception as err:  # a logging video must never stop a training run
                     warnings.warn(f"no open-loop video logged at step {step}: {err}", stacklevel=2)

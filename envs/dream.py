@@ -41,6 +41,10 @@ class DreamCore:
     Args:
         model: a world model (moved to ``device`` and put in eval mode) or a checkpoint path.
         env_id: the real environment (default: the ``env_id`` stored in the checkpoint).
+        action_repeat: env steps one imagined step spans (default: what the checkpoint
+            records, from the dataset it was fitted on; 1 if it records none). The real env
+            (start states, rendering) repeats each action as often, and the real time
+            limit becomes ``ceil(max_episode_steps / action_repeat)`` imagined steps.
         start_states: where episodes start: ``None`` for the real env's ``reset``, an array
             of observations (N, obs_dim), or a dataset folder from ``loopwm collect``.
         cont_threshold: terminate when the predicted continuation probability is below it.
@@ -61,6 +65,7 @@ class DreamCore:
         model: ModelSource,
         *,
         env_id: str | None = None,
+        action_repeat: int | None = None,
         start_states: StartStates = None,
         cont_threshold: float = 0.5,
         tol: float | None = None,
@@ -71,7 +76,7 @@ class DreamCore:
         render_size: tuple[int, int] = (480, 480),
         device: str | torch.device = "cpu",
     ) -> None:
-        from loopwm.checkpoint import load
+        from loopwm.checkpoint import load, recorded_action_repeat
 
         _check_uncertainty_options(uncertainty_penalty, uncertainty_limit)
         if isinstance(model, WorldModel):
@@ -104,7 +109,10 @@ class DreamCore:
             if render_mode and not self.image
             else {}
         )
-        self.real_env = make_env(self.env_id, **kwargs)
+        if action_repeat is None:
+            action_repeat = recorded_action_repeat(self.model)
+        self.action_repeat = check_positive_int("action_repeat", action_repeat)
+        self.real_env = make_env(self.env_id, action_repeat=self.action_repeat, **kwargs)
         # make_env has checked the spaces: flat Box or image observations, Box or Discrete
         self.observations = ObsCodec(self.real_env.observation_space)
         obs_dim = self.observations.dim
@@ -121,9 +129,9 @@ class DreamCore:
             )
         self.observation_space: spaces.Box = self.real_env.observation_space
         self.action_space: spaces.Box | spaces.Discrete = self.real_env.action_space
-        self.max_episode_steps = (
-            self.real_env.spec.max_episode_steps if self.real_env.spec else None
-        )
+        limit = self.real_env.spec.max_episode_steps if self.real_env.spec else None
+        # the real limit counts env steps; an imagined step spans action_repeat of them
+        self.max_episode_steps = -(-limit // self.action_repeat) if limit else None
         self.cont_threshold = cont_threshold
         self.tol, self.max_iters = self.model.loop_settings(tol, max_iters)
         self.ensemble = cfg.ensemble
@@ -265,6 +273,8 @@ class DreamEnv(gym.Env):
         self.action_space = self.core.action_space
         self.render_mode = self.core.render_mode
         fps = self.core.real_env.metadata.get("render_fps", 30)
+        if self.core.action_repeat > 1:  # real time: one frame per action_repeat env steps
+            fps = fps / self.core.action_repeat
         self.metadata = {**self.metadata, "render_fps": fps}
         self._latent: torch.Tensor | None = None
         self._obs: np.ndarray | None = None

@@ -187,3 +187,14 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
     model.load_state_dict(tensors)
     model.checkpoint_extra = header["extra"]
     return model.to(map_location).eval()
+
+
+def recorded_action_repeat(model: WorldModel) -> int:
+    """Env steps one transition of ``model`` spans, as its checkpoint records (``loopwm
+    fit`` copies it from the dataset); 1 for a model that records none."""
+    value = (getattr(model, "checkpoint_extra", {}) or {}).get("action_repeat", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(
+            f"the checkpoint's action_repeat must be a positive integer, got {value!r}"
+        )
+    return value

@@ -225,7 +225,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from loopwm.checkpoint import load
+    from loopwm.checkpoint import load, recorded_action_repeat
     from loopwm.video import record_rollout, write_video
 
     for name in ("steps", "resync", "size", "fps"):
@@ -253,6 +253,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     else:
         model = load(args.checkpoint, map_location=args.device)
         env_id = args.env or (getattr(model, "checkpoint_extra", {}) or {}).get("env_id")
+        action_repeat = recorded_action_repeat(model)  # the real env repeats as the data did
     if not env_id:
         raise ConfigError("--env is required: the checkpoint does not record its environment")
     if args.policy:

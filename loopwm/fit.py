@@ -41,7 +41,9 @@ def _log_evaluation(logger, model, held, heldout, record, step) -> None:
     if model.looped:
         logger.scalars({"loop/contraction_bound": model.contraction_bound()}, step)
     try:
-        log_open_loop_video(logger, model, heldout.meta.get("env_id"), step)
+        meta = heldout.meta
+        repeat = int(meta.get("action_repeat", 1))
+        log_open_loop_video(logger, model, meta.get("env_id"), step, action_repeat=repeat)
     except Exception as err:  # a logging video must never stop a fit
         warnings.warn(f"no open-loop video logged at step {step}: {err}", stacklevel=2)
 
@@ -224,10 +226,13 @@ def _fit(
         return wm, {"rank": ctx.rank, "config": wm.config.to_dict()}
 
     env_id = train.meta.get("env_id")
+    # env steps one transition spans: dream envs and videos of this model must repeat too
+    action_repeat = int(train.meta.get("action_repeat", 1))
     result: dict[str, Any] = {
         "model": model,
         "preset": preset,
         "env_id": env_id,
+        "action_repeat": action_repeat,
         "parameters": wm.num_parameters(),
         "train_transitions": train_transitions,
         "train_episodes": train_episodes,
@@ -246,6 +251,10 @@ def _fit(
         result["contraction_bound"] = wm.contraction_bound()
     if out is not None:
         out = Path(out)
-        save(wm, out / "model.safetensors", extra={"env_id": env_id})
+        save(
+            wm,
+            out / "model.safetensors",
+            extra={"env_id": env_id, "action_repeat": action_repeat},
+        )
         write_json(out / "metrics.json", result)
     return wm, result

@@ -282,9 +282,12 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 30
     return path
 
 
-def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=None) -> None:
+def log_open_loop_video(
+    logger, model, env_id: str | None, step: int, policy=None, action_repeat: int = 1
+) -> None:
     """Log ``eval/open_loop_video`` (real | imagined | iterations, 40 steps) where the env
-    can draw imagined states; other envs get no video (their scalars still go out)."""
+    can draw imagined states; other envs get no video (their scalars still go out).
+    ``action_repeat``: env steps per model step, as in the model's data."""
     from loopwm.envs.render import check_renderable
 
     if env_id is None:
@@ -295,6 +298,13 @@ def log_open_loop_video(logger, model, env_id: str | None, step: int, policy=Non
     except ValueError:
         return
     frames, _ = record_rollout(
-        model, env_id, steps=40, resync_every=20, size=96, seed=step, policy=policy
+        model,
+        env_id,
+        steps=40,
+        resync_every=20,
+        size=96,
+        seed=step,
+        policy=policy,
+        action_repeat=action_repeat,
     )
     logger.video("eval/open_loop_video", np.stack(frames), step)

@@ -69,3 +69,64 @@ def test_collect_with_action_repeat_records_it_and_spans_that_many_steps(tmp_pat
     plain = tmp_path / "plain"
     assert cli(f"collect --env Pendulum-v1 --steps 5 --out {plain} --quiet".split()) == 0
     assert Replay.load(plain).meta["action_repeat"] == 1
+
+
+def test_a_model_of_repeated_data_dreams_films_and_is_scored_with_that_repeat(
+    tmp_path, monkeypatch
+):
+    """``loopwm fit`` records the dataset's repeat; the dream's time limit, its real env,
+    ``loopwm video --checkpoint`` and ``train_in_dream``'s real evaluation all follow it."""
+    import gymnasium as gym
+
+    import loopwm.envs  # noqa: F401  (registers loopwm/Dream-v0)
+    import loopwm.video
+    from loopwm.agents import train_in_dream
+    from loopwm.checkpoint import load, recorded_action_repeat
+    from loopwm.envs import DreamEnv
+    from loopwm.errors import CheckpointError
+
+    data, fitted = tmp_path / "data", tmp_path / "fit"
+    collect = (
+        f"collect --env InvertedPendulum-v5 --steps 200 --action-repeat 4 --out {data} --quiet"
+    )
+    assert cli(collect.split()) == 0
+    fit = f"fit --data {data} --preset tiny --steps 5 --horizon 2 --eval-horizon 2 --out {fitted} --quiet"
+    assert cli(fit.split()) == 0
+    checkpoint = fitted / "model.safetensors"
+    assert recorded_action_repeat(load(checkpoint)) == 4
+
+    dream = DreamEnv(checkpoint)
+    assert dream.core.action_repeat == 4
+    assert dream.core.max_episode_steps == 250  # the real 1000-step limit, in imagined steps
+    dream.core.real_env.reset(seed=0)
+    assert dream.core.real_env.step(np.zeros(1, np.float32))[4]["repeats"] == 4
+    assert (
+        dream.metadata["render_fps"] == gym.make("InvertedPendulum-v5").metadata["render_fps"] / 4
+    )
+    assert DreamEnv(checkpoint, action_repeat=1).core.max_episode_steps == 1000
+    made = gym.make("loopwm/Dream-v0", checkpoint=str(checkpoint), cont_threshold=0.0)
+    made.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        truncated = made.step(made.action_space.sample())[3]
+        steps += 1
+    assert steps == 250
+
+    seen = {}
+    real_rollout = loopwm.video.record_rollout
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_rollout(*args, **kwargs)
+
+    monkeypatch.setattr(loopwm.video, "record_rollout", spy)
+    video = f"video --checkpoint {checkpoint} --steps 4 --size 64 --out {tmp_path / 'v.mp4'}"
+    assert cli(video.split()) == 0 and seen["action_repeat"] == 4
+
+    result = train_in_dream(checkpoint, "ppo", 64, eval_episodes=1, out=tmp_path / "ppo")
+    assert result["action_repeat"] == 4
+
+    model = load(checkpoint)
+    model.checkpoint_extra = {"action_repeat": 0}
+    with pytest.raises(CheckpointError, match="action_repeat"):
+        recorded_action_repeat(model)
