@@ -490,6 +490,51 @@ def dream_sac_short() -> str:
 PIXEL_BAR = 900  # issue 14's bar for the pixel task
 
 
+def dmc_table() -> str:
+    """DeepMind Control at 100k agent steps (action repeat 2): the agent and SAC as run
+    here beside the published TD-MPC2 and DreamerV3 returns (results/published_dmc_100k.csv,
+    copied from the TD-MPC2 repository's results/ files)."""
+    import csv
+
+    import numpy as np
+
+    published: dict = {}
+    with (RESULTS / "published_dmc_100k.csv").open() as f:
+        for row in csv.DictReader(f):
+            published.setdefault(row["task"], {}).setdefault(row["algorithm"], []).append(
+                float(row["return"])
+            )
+    runs = agent_runs()
+    rows = [
+        "| task | loopwm agent | SAC | TD-MPC2 (published) | DreamerV3 (published) |",
+        "|---|---|---|---|---|",
+    ]
+
+    def ours(task: str, variant: str) -> str:
+        seeds = runs.get(f"dm_control/{task}-v0", {}).get(variant, {})
+        if not seeds:
+            return "not run"
+        finals = [r["curve"][-1] for r in seeds.values()]
+        steps = {c["env_steps"] for c in finals}
+        cell = _spread([c["return_mean"] for c in finals])
+        if steps != {100_000}:
+            cell += " at " + "/".join(f"{s // 1000}k" for s in sorted(steps))
+        return cell + " (" + ", ".join(f"{c['return_mean']:.0f}" for c in finals) + ")"
+
+    for task, algos in published.items():
+        theirs = [
+            f"{np.mean(algos[a]):.1f} ± {np.std(algos[a]):.1f} ({len(algos[a])} seeds)"
+            if a in algos
+            else "not available here"
+            for a in ("tdmpc2", "dreamerv3")
+        ]
+        rows.append(
+            f"| {task} | {ours(task, 'dreamer')} | {ours(task, 'sac')} | "
+            f"{theirs[0]} | {theirs[1]} |"
+        )
+    return "\n".join(rows)
+
+
 def pixels_table() -> str:
     """The same agent on state and on pixel observations of one env (results/pixels.json):
     real steps and wall seconds to the first evaluation >= PIXEL_BAR."""
@@ -813,6 +858,7 @@ TABLES = {
     "dream-sac-shared-heads": partial(dream_sac_table, "uncertainty_shared_heads"),
     "dream-sac-short": dream_sac_short,
     "pixels": pixels_table,
+    "dmc": dmc_table,
     "pixels-cost": pixels_cost_table,
     "regime-map": regime_map_table,
     "regime-depth": regime_depth_table,
