@@ -490,6 +490,34 @@ def dream_sac_short() -> str:
 PIXEL_BAR = 900  # issue 14's bar for the pixel task
 
 
+def op_costs_table() -> str:
+    """tanh against the loop's sigmoid form, and torch.compile of the actor's MLP."""
+    report = json.loads((RESULTS / "op_costs.json").read_text())
+    rows = [
+        "| operation | shape | torch | loopwm | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["tanh"]:
+        shape = " x ".join(str(n) for n in r["shape"])
+        rows.append(
+            f"| tanh, no gradient (µs) | {shape} | {r['us_torch_tanh']:.1f} | "
+            f"{r['us_loop_tanh']:.1f} | {r['ratio']:.2f} |"
+        )
+    c = report.get("compile")
+    if c:
+        shape = " x ".join(str(n) for n in c["batch"])
+        rows.append(
+            f"| actor MLP forward + backward (µs), eager vs torch.compile | {shape} | "
+            f"{c['us_eager']:.0f} | {c['us_compiled']:.0f} (compiling: "
+            f"{c['compile_seconds']:.0f} s) | {c['ratio']:.2f} |"
+        )
+    gflops = report["machine"]["matmul_gflops_1_thread"]
+    threads = report["machine"]["torch_threads"]
+    return (
+        "\n".join(rows) + f"\n\n{threads} torch thread(s), matmul {gflops:.0f} GFLOP/s per thread."
+    )
+
+
 def dmc_table() -> str:
     """DeepMind Control at 100k agent steps (action repeat 2): the agent and SAC as run
     here beside the published TD-MPC2 and DreamerV3 returns (results/published_dmc_100k.csv,
@@ -848,6 +876,7 @@ TABLES = {
     "update-ab": update_ab_table,
     "update-ab-rerun": partial(update_ab_table, "update_ab_rerun"),
     "update-ab-threads2": partial(update_ab_table, "update_ab_threads2"),
+    "update-ab-tanh": partial(update_ab_table, "update_ab_tanh"),
     "solve-ab-cartpole-symlog": partial(solve_ab_table, "solve_ab_cartpole_symlog"),
     "solve-ab-cartpole-gamma": partial(solve_ab_table, "solve_ab_cartpole_gamma"),
     "solve-ab-gamma997": partial(solve_ab_table, "solve_ab_gamma997"),
@@ -859,6 +888,7 @@ TABLES = {
     "dream-sac-short": dream_sac_short,
     "pixels": pixels_table,
     "dmc": dmc_table,
+    "op-costs": op_costs_table,
     "pixels-cost": pixels_cost_table,
     "regime-map": regime_map_table,
     "regime-depth": regime_depth_table,
