@@ -117,7 +117,9 @@ def plot_agent() -> Path:
             ax.plot(steps, mean, "o-", color=color, label=f"{variant} ({len(curves)} seeds)")
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_title(env_id)
-        ax.set_xlabel("real env steps")
+        # DMC runs count agent steps, each action repeated twice (TD-MPC2's convention)
+        dmc = env_id.startswith("dm_control/")
+        ax.set_xlabel("agent steps (2 env steps each)" if dmc else "real env steps")
         ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")  # 50k, not 50000
         ax.set_ylabel("eval return (5 episodes)")
         ax.legend(fontsize=7)

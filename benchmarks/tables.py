@@ -547,7 +547,9 @@ def dmc_table() -> str:
         cell = _spread([c["return_mean"] for c in finals])
         if steps != {100_000}:
             cell += " at " + "/".join(f"{s // 1000}k" for s in sorted(steps))
-        return cell + " (" + ", ".join(f"{c['return_mean']:.0f}" for c in finals) + ")"
+        if len(finals) > 1:
+            cell += " (" + ", ".join(f"{c['return_mean']:.0f}" for c in finals) + ")"
+        return cell
 
     for task, algos in published.items():
         theirs = [

@@ -90,7 +90,8 @@ def test_a_model_of_repeated_data_dreams_films_and_is_scored_with_that_repeat(
         f"collect --env InvertedPendulum-v5 --steps 200 --action-repeat 4 --out {data} --quiet"
     )
     assert cli(collect.split()) == 0
-    fit = f"fit --data {data} --preset tiny --steps 5 --horizon 2 --eval-horizon 2 --out {fitted} --quiet"
+    fit = f"fit --data {data} --preset tiny --steps 5 --horizon 2 --eval-horizon 2 --out {fitted}"
+    fit += " --quiet"
     assert cli(fit.split()) == 0
     checkpoint = fitted / "model.safetensors"
     assert recorded_action_repeat(load(checkpoint)) == 4
