@@ -76,16 +76,25 @@ def compile_costs(calls: int, repeats: int) -> dict:
         return lambda: f(x).sum().backward()
 
     eager = timed(step(net), calls, repeats)
-    # a cold compile, as a new run pays it: inductor's on-disk caches point to a new folder
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="loopwm-inductor-")
-    started = time.perf_counter()
-    compiled = torch.compile(net)
-    compiled(x).sum().backward()  # compiles forward and backward
-    compile_seconds = time.perf_counter() - started
+    # a cold compile, as a new run pays it: inductor's on-disk caches in a new folder
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="loopwm-inductor-") as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        try:
+            started = time.perf_counter()
+            compiled = torch.compile(net)
+            compiled(x).sum().backward()  # compiles forward and backward
+            compile_seconds = time.perf_counter() - started
+            compiled_us = timed(step(compiled), calls, repeats)
+        finally:
+            if previous is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
     result = {
         "batch": list(x.shape),
         "us_eager": eager,
-        "us_compiled": timed(step(compiled), calls, repeats),
+        "us_compiled": compiled_us,
         "compile_seconds": compile_seconds,
     }
     result["ratio"] = result["us_compiled"] / result["us_eager"]

@@ -101,16 +101,21 @@ def test_a_model_of_repeated_data_dreams_films_and_is_scored_with_that_repeat(
     assert dream.core.max_episode_steps == 250  # the real 1000-step limit, in imagined steps
     dream.core.real_env.reset(seed=0)
     assert dream.core.real_env.step(np.zeros(1, np.float32))[4]["repeats"] == 4
-    assert (
-        dream.metadata["render_fps"] == gym.make("InvertedPendulum-v5").metadata["render_fps"] / 4
-    )
-    assert DreamEnv(checkpoint, action_repeat=1).core.max_episode_steps == 1000
+    probe = gym.make("InvertedPendulum-v5")
+    real_fps = probe.metadata["render_fps"]
+    probe.close()
+    assert dream.metadata["render_fps"] == real_fps / 4
+    dream.close()
+    unrepeated = DreamEnv(checkpoint, action_repeat=1)
+    assert unrepeated.core.max_episode_steps == 1000
+    unrepeated.close()
     made = gym.make("loopwm/Dream-v0", checkpoint=str(checkpoint), cont_threshold=0.0)
     made.reset(seed=0)
     steps, truncated = 0, False
     while not truncated:
         truncated = made.step(made.action_space.sample())[3]
         steps += 1
+    made.close()
     assert steps == 250
 
     seen = {}
