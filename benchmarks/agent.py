@@ -22,6 +22,9 @@ variant) at fixed step counts. Variants:
         --out benchmarks/results/agent_dmc.json       # the loopwm[dmc] extra; action repeat 2
     python benchmarks/agent.py --quick                 # smoke run, writes nothing
 
+An agent run checkpoints at every evaluation; ``--resume`` continues each run from its last
+checkpoint instead of starting it again, so a 100k-step run can span several invocations.
+
 Results are rewritten after every run, so an interrupted benchmark keeps what finished.
 """
 
@@ -132,11 +135,17 @@ def run_dreamer(
     stop_at_threshold: bool = False,
     model: str = "loopwm",
     model_overrides: dict | None = None,
+    resume: bool = False,
 ) -> dict:
     name = f"dreamer-{planner}" if model == "loopwm" else f"dreamer-{planner}-{model}"
     name += "".join(f"-{k}={v}" for k, v in (model_overrides or {}).items())
-    run_dir = RUNS / env_id / name / f"seed{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    # a smoke run keeps out of the real runs' folders (it would wipe or resume them)
+    run_dir = (RUNS / "quick" if quick else RUNS) / env_id / name / f"seed{seed}"
+    # --resume continues a run that an earlier invocation left with a checkpoint (the
+    # same config: train refuses any other change than the budget); otherwise start anew.
+    resume = resume and (run_dir / "checkpoint.json").is_file()
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
     config = TrainConfig(
         env_id=env_id,
         steps=steps,
@@ -156,14 +165,19 @@ def run_dreamer(
         **({"prefill": 200, "pretrain": 10} if quick else {}),
     )
     started = time.perf_counter()
-    summary = train(config, run_dir, progress=False, tensorboard=False, video=False)
+    summary = train(config, run_dir, resume=resume, progress=False, tensorboard=False, video=False)
     curve = [
         {k: e[k] for k in ("env_steps", "wall_seconds", "return_mean", "return_std", "returns")}
         for e in summary["evaluations"]
     ]
     return {
         "curve": curve,
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        # a resumed run's time is the run's own count up to each checkpoint, all
+        # invocations together (steps redone after a kill count once)
+        "wall_seconds": summary["wall_seconds"]
+        if resume
+        else round(time.perf_counter() - started, 2),
+        **({"resumed": True} if resume else {}),
         "stopped": summary["stopped"],
         "updates": summary["updates"],
         "contraction_bound": summary.get("contraction_bound"),
@@ -179,6 +193,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, writes nothing")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the agent's runs from their last checkpoint under runs/bench/agent "
+        "(a long run can span several invocations); runs without one start anew",
+    )
     parser.add_argument(
         "--stop-at-threshold",
         action="store_true",
@@ -215,8 +235,9 @@ def main() -> int:
                     # Planning costs ~20 ms per action: evaluate it half as often.
                     gap = every if planner == "none" else min(steps, 2 * every + every // 2)
                     record = run_dreamer(
-                        env_id, steps, gap, seed, planner, args.quick, args.stop_at_threshold
-                    )
+                        env_id, steps, gap, seed, planner, args.quick, args.stop_at_threshold,
+                        resume=args.resume,
+                    )  # fmt: skip
                 record["steps"] = steps
                 last = record["curve"][-1]
                 print(
