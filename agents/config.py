@@ -14,6 +14,7 @@ from loopwm.checks import (
     check_positive_int,
 )
 from loopwm.config import PRESET_NAMES, FitConfig
+from loopwm.envs.repeat import default_action_repeat
 from loopwm.errors import ConfigError
 from loopwm.models import MODEL_CHOICES
 
@@ -151,11 +152,11 @@ class TrainConfig:
     of them in one batched forward pass. ``steps`` counts transitions of all copies."""
     async_envs: bool = False
     """Step the ``num_envs`` copies in subprocesses (for envs whose step is expensive)."""
-    action_repeat: int = 1
+    action_repeat: int | None = None
     """Env steps per agent step: each action is applied this many times and the rewards
-    summed (agents on the DeepMind Control suite commonly use 2). ``steps``, ``prefill``
-    and ``eval_every`` count agent steps; an evaluation return is the env's own episode
-    return."""
+    summed. ``None``: 2 on ``dm_control/...`` ids (TD-MPC2's and DreamerV3's setting), 1 on
+    every other env. ``steps``, ``prefill`` and ``eval_every`` count
+    agent steps; an evaluation return is the env's own episode return."""
     prefill: int = 1000
     """Uniform-random steps before the agent acts and learns."""
     pretrain: int = 200
@@ -191,7 +192,8 @@ class TrainConfig:
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
             check_positive_int(name, getattr(self, name))
         check_nonnegative_int("pretrain", self.pretrain)
-        check_positive_int("action_repeat", self.action_repeat)
+        if self.action_repeat is not None:
+            check_positive_int("action_repeat", self.action_repeat)
         if check_nonnegative_int("prefill", self.prefill) < 1:
             raise ConfigError("prefill must be >= 1: the model needs data before it learns")
         check_positive("train_ratio", self.train_ratio)
@@ -202,6 +204,13 @@ class TrainConfig:
                 f"steps ({self.steps}) must be a multiple of num_envs ({self.num_envs}): "
                 f"each step of the vector env stores one transition per env"
             )
+
+    @property
+    def repeat(self) -> int:
+        """The env steps each agent step spans: ``action_repeat``, or the env's default."""
+        if self.action_repeat is not None:
+            return self.action_repeat
+        return default_action_repeat(self.env_id)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""

@@ -189,7 +189,7 @@ class OnlineTrainer:
         self.config = config = self._resolve_config(config)
         self.progress, self.tensorboard, self.video = progress, tensorboard, video
         self.make_replay, self.make_logger = make_replay, make_logger
-        make_env = with_action_repeat(make_env, config.action_repeat)
+        make_env = with_action_repeat(make_env, config.repeat)
         self.env = make_vector_env(make_env, config)
         try:
             self.eval_env = make_env(config.env_id)
@@ -446,7 +446,7 @@ class OnlineTrainer:
                         config.env_id,
                         step,
                         policy=greedy(agent),
-                        action_repeat=config.action_repeat,
+                        action_repeat=config.repeat,
                     )
                 except Exception as err:  # a logging video must never stop a training run
                     warnings.warn(f"no open-loop video logged at step {step}: {err}", stacklevel=2)
@@ -458,6 +458,7 @@ class OnlineTrainer:
         summary = {
             "env_id": self.config.env_id,
             "env_steps": self.counters.env_steps,
+            "action_repeat": self.config.repeat,  # env steps per agent step
             "episodes": self.counters.episodes,
             "updates": self.agent.updates,
             "wall_seconds": round(self.counters.wall_seconds, 2),
@@ -537,7 +538,7 @@ def final_video(agent, config: TrainConfig, run_dir: Path) -> str | None:
                 policy=greedy(agent),
                 size=160,
                 seed=config.seed,
-                action_repeat=config.action_repeat,
+                action_repeat=config.repeat,
             )
         except ConfigError:  # no state renderer for this env: real frames only
             frames = _real_frames(agent, config, steps=200)
@@ -548,7 +549,7 @@ def final_video(agent, config: TrainConfig, run_dir: Path) -> str | None:
 
 
 def _real_frames(agent, config: TrainConfig, *, steps: int) -> list[np.ndarray]:
-    env = make_env(config.env_id, action_repeat=config.action_repeat, render_mode="rgb_array")
+    env = make_env(config.env_id, action_repeat=config.repeat, render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=config.seed)
         agent.reset()

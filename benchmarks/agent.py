@@ -52,8 +52,7 @@ from loopwm.agents import (
     evaluate_agent,
     train,
 )
-from loopwm.envs import make_env  # pixel ids (pixels/...) too
-from loopwm.envs.dmc import is_dmc_id
+from loopwm.envs import default_action_repeat, make_env  # pixel ids (pixels/...) too
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
 ALGOS = {"sac": SAC, "dqn": DQN, "ppo": PPO}
@@ -74,12 +73,6 @@ BUDGETS = {  # env: (real steps, evaluate every)
         for task in ("cartpole-swingup", "reacher-easy", "cheetah-run", "walker-walk")
     },
 }
-DMC_ACTION_REPEAT = 2  # env steps per agent step on dm_control/... ids, as TD-MPC2's
-
-
-def action_repeat(env_id: str) -> int:
-    return DMC_ACTION_REPEAT if is_dmc_id(env_id) else 1
-
 
 VARIANTS = ("dreamer", "sac", "dreamer-mppi", "dqn", "ppo")
 SB3_VARIANTS = ("sac", "dqn", "ppo")
@@ -92,7 +85,7 @@ class EvalEvery(BaseCallback):
 
     def __init__(self, env_id: str, every: int, seed: int) -> None:
         super().__init__()
-        self.env = make_env(env_id, action_repeat=action_repeat(env_id))
+        self.env = make_env(env_id, action_repeat=default_action_repeat(env_id))
         self.every, self.seed = every, seed
         self.records: list[dict] = []
         self.started = time.perf_counter()
@@ -119,7 +112,7 @@ def run_sb3(algo: str, env_id: str, steps: int, every: int, seed: int) -> dict:
     started = time.perf_counter()
     callback = EvalEvery(env_id, every, seed)
     # make_env: the env loopwm learns from (pixel and MinAtar ids, their wrappers)
-    env = make_env(env_id, action_repeat=action_repeat(env_id))
+    env = make_env(env_id, action_repeat=default_action_repeat(env_id))
     model = ALGOS[algo]("MlpPolicy", env, seed=seed, device="cpu", verbose=0)
     model.learn(steps, callback=callback)
     return {"curve": callback.records, "wall_seconds": round(time.perf_counter() - started, 2)}
@@ -149,7 +142,7 @@ def run_dreamer(
     config = TrainConfig(
         env_id=env_id,
         steps=steps,
-        action_repeat=action_repeat(env_id),
+        action_repeat=default_action_repeat(env_id),
         eval_every=every,
         eval_episodes=EVAL_EPISODES,
         checkpoint_every=every,

@@ -11,7 +11,8 @@
   10x10 grids of binary planes as ``uint8`` images (:class:`BinaryPlanes`), with Discrete
   actions.
 - :class:`ActionRepeat` (``make_env(id, action_repeat=N)``): each action applied for N
-  env steps, so one transition spans them.
+  env steps, so one transition spans them; :func:`default_action_repeat` is the N that
+  ``collect`` and ``train`` use when given none (2 on DeepMind Control ids, else 1).
 - :func:`check_spaces` / :func:`check_box_env`: the boundary check applied to every
   real environment and agent; :class:`ObsCodec` and :class:`ActionCodec` map flat or
   image observations and Box or Discrete actions to the vectors a world model sees
@@ -23,7 +24,7 @@ import gymnasium as gym
 from loopwm.envs.dream import DreamEnv, DreamVectorEnv, make_dream_env
 from loopwm.envs.minatar import BinaryPlanes
 from loopwm.envs.pixels import PixelObservation, make_pixel_env
-from loopwm.envs.repeat import ActionRepeat
+from loopwm.envs.repeat import ActionRepeat, default_action_repeat
 from loopwm.envs.spaces import (
     ActionCodec,
     ObsCodec,
@@ -60,6 +61,7 @@ __all__ = [
     "check_box_env",
     "check_spaces",
     "dataset_meta",
+    "default_action_repeat",
     "make_dream_env",
     "make_env",
     "make_pixel_env",

@@ -13,6 +13,17 @@ import gymnasium as gym
 import numpy as np
 
 from loopwm.checks import check_positive_int
+from loopwm.envs.dmc import is_dmc_id
+
+DMC_ACTION_REPEAT = 2
+"""Env steps per agent step on DeepMind Control ids unless told otherwise: TD-MPC2's and
+DreamerV3's setting, under which their published returns were measured."""
+
+
+def default_action_repeat(env_id: str) -> int:
+    """The action repeat ``loopwm collect`` and ``loopwm train`` use on ``env_id`` when none
+    is given: :data:`DMC_ACTION_REPEAT` on ``dm_control/...`` ids, 1 on every other env."""
+    return DMC_ACTION_REPEAT if is_dmc_id(env_id) else 1
 
 
 class ActionRepeat(gym.Wrapper):

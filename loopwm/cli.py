@@ -212,7 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from loopwm.envs import make_env
 
     agent, config, counters = load_agent(args.run, device=args.device)
-    env = make_env(config.env_id, action_repeat=config.action_repeat)
+    env = make_env(config.env_id, action_repeat=config.repeat)
     try:
         returns = evaluate_agent(agent, env, args.episodes, seed=args.seed)
     finally:
@@ -246,7 +246,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         )
         if args.env and args.env != config.env_id:
             raise ConfigError(f"{args.run} is a run of {config.env_id}, not {args.env}")
-        env_id, action_repeat = config.env_id, config.action_repeat
+        env_id, action_repeat = config.env_id, config.repeat
 
         def policy(obs):
             return agent.act(obs, explore=False)
@@ -365,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--action-repeat",
         type=int,
-        default=1,
-        help="env steps per stored transition (the action repeated, rewards summed)",
+        default=None,
+        help="env steps per stored transition (the action repeated, rewards summed); "
+        "default: 2 on dm_control/... ids, as TD-MPC2 and DreamerV3 act, else 1",
     )
     _policy(p, "a saved stable-baselines3 model (.zip) to act with")
     _algo(p, "of --policy")

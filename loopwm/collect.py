@@ -10,7 +10,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from loopwm.checks import check_positive_int, progress_disabled
-from loopwm.envs import ActionCodec, ObsCodec, check_box_env, dataset_meta, make_env
+from loopwm.envs import (
+    ActionCodec,
+    ObsCodec,
+    check_box_env,
+    dataset_meta,
+    default_action_repeat,
+    make_env,
+)
 from loopwm.io import check_output_dir
 from loopwm.replay import ReplayWriter
 
@@ -26,7 +33,7 @@ def collect(
     chunk_size: int = 10_000,
     progress: bool | None = None,
     env_kwargs: dict | None = None,
-    action_repeat: int = 1,
+    action_repeat: int | None = None,
 ) -> dict:
     """Run ``policy`` (uniform random actions by default) for ``steps`` env steps.
 
@@ -42,13 +49,17 @@ def collect(
         progress: show a progress bar (``None``: only on a terminal).
         env_kwargs: keyword arguments of ``gymnasium.make``.
         action_repeat: env steps per stored transition (each action applied that many
-            times, rewards summed; recorded in meta.json), see :class:`ActionRepeat`.
+            times, rewards summed; recorded in meta.json), see :class:`ActionRepeat`;
+            ``None``: :func:`~loopwm.envs.default_action_repeat` (2 on DeepMind Control
+            ids, else 1).
 
     Returns:
         The dataset's meta.json content.
     """
     check_positive_int("steps", steps)
     check_output_dir(out, "--out")
+    if action_repeat is None:
+        action_repeat = default_action_repeat(env_id)
     env = make_env(env_id, action_repeat=action_repeat, **(env_kwargs or {}))
     try:
         obs_dim, action_dim = check_box_env(env)

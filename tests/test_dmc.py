@@ -51,17 +51,29 @@ def test_a_dm_control_that_does_not_run_on_the_installed_mujoco_is_named(monkeyp
         make_env(TASK)
 
 
-def test_the_agent_trains_on_a_dmc_task_with_action_repeat(tmp_path, capsys):
+def test_dmc_ids_default_to_action_repeat_2_and_every_other_env_to_1(tmp_path):
+    from loopwm.agents import TrainConfig
+    from loopwm.collect import collect
+
+    assert TrainConfig(env_id=TASK).repeat == 2  # TD-MPC2's and DreamerV3's setting
+    assert TrainConfig(env_id="Pendulum-v1").repeat == 1
+    assert TrainConfig(env_id=TASK, action_repeat=1).repeat == 1  # a given repeat is kept
+    assert TrainConfig().replace(env_id=TASK).repeat == 2  # follows the env, not the base
+    assert collect(TASK, 4, tmp_path / "data", progress=False)["action_repeat"] == 2
+    assert collect(TASK, 4, tmp_path / "d1", progress=False, action_repeat=1)["action_repeat"] == 1
+
+
+def test_the_agent_trains_on_a_dmc_task_with_its_default_action_repeat(tmp_path, capsys):
     run = tmp_path / "run"
     command = (
         f"train --env {TASK} {TINY_AGENT} --steps 300 --prefill 200 --pretrain 10 "
-        f"--action-repeat 2 --eval-every 300 --eval-episodes 1 --quiet --no-video "
-        f"--no-tensorboard --out {run}"
+        f"--eval-every 300 --eval-episodes 1 --quiet --no-video --no-tensorboard --out {run}"
     )
     assert cli(command) == 0
     replay = Replay.load(run / "replay")
-    assert len(replay) == 300 and replay.meta["action_repeat"] == 2
+    assert len(replay) == 300 and replay.meta["action_repeat"] == 2  # the DMC default
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["action_repeat"] == 2
     # an evaluation episode is the suite's 1,000 env steps, each paying between 0 and 1
     assert 0.0 < metrics["final_return_mean"] <= 1000.0
     assert metrics["updates"] == 10 + 50  # the pretraining, then 0.5 per agent step
