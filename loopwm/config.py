@@ -212,6 +212,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 PRESET_NAMES = tuple(MODEL_PRESETS)  # tiny (tests), small (the agent's), default, large
 
 
+LOSS_WEIGHTS = {"obs": 1.0, "reward": 1.0, "cont": 1.0, "consistency": 1.0}
+"""The world-model loss terms and their default weights (``FitConfig.loss_weights``)."""
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """How ``loopwm fit`` trains a world model on stored transitions."""
@@ -230,10 +234,12 @@ class FitConfig:
     """Global gradient-norm clip."""
     horizon_discount: float = 0.8
     """Weight ``rho**k`` of the loss ``k`` steps into the open-loop rollout."""
-    loss_weights: dict[str, float] = field(
-        default_factory=lambda: {"obs": 1.0, "reward": 1.0, "cont": 1.0, "consistency": 1.0}
-    )
-    """Weights of the loss terms (next observation, reward, continuation, latent consistency)."""
+    loss_weights: dict[str, float] = field(default_factory=lambda: dict(LOSS_WEIGHTS))
+    """Weights of the loss terms (next observation, reward, continuation, latent
+    consistency); a term not given keeps weight 1. ``obs`` weighs the reconstruction of
+    the first observation too. ``{"obs": 0}`` trains decoder-free, as TD-MPC2 does: the
+    decoder is neither run nor trained (except inside an ensemble's disagreement), and
+    the observations such a model decodes mean nothing."""
     terminal_weight: float = 1.0
     """Weight of the continuation loss on terminal transitions, relative to the others'
     (1: the same). They are rare (one per episode) but all the world model learns of how
@@ -255,6 +261,13 @@ class FitConfig:
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         check_fraction("horizon_discount", self.horizon_discount)
-        unknown = set(self.loss_weights) - {"obs", "reward", "cont", "consistency"}
+        unknown = set(self.loss_weights) - set(LOSS_WEIGHTS)
         if unknown:
-            raise ConfigError(f"unknown loss_weights keys: {sorted(unknown)}")
+            raise ConfigError(
+                f"unknown loss_weights keys: {sorted(unknown)} (known: {', '.join(LOSS_WEIGHTS)})"
+            )
+        for key, value in self.loss_weights.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"loss_weights[{key!r}] must be a number >= 0, got {value!r}")
+        # the terms not given keep their weight (a frozen dataclass: set once, here)
+        object.__setattr__(self, "loss_weights", {**LOSS_WEIGHTS, **self.loss_weights})

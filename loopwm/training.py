@@ -62,7 +62,12 @@ def world_model_loss(
     total_weight = step_weight.sum().clamp_min(1e-8)
 
     latent = model.encode(obs0)  # (B, D)
-    recon = F.mse_loss(model.decode(latent, standardized=True), model.standardize(obs0))
+    # obs weight 0: decoder-free (latent consistency, reward, continuation), no decoder run
+    decoded = weights["obs"] > 0
+    if decoded:
+        recon = F.mse_loss(model.decode(latent, standardized=True), model.standardize(obs0))
+    else:
+        recon = latent.new_zeros(())
     # The rollout is sequential; everything scored on it is computed once on the stacked
     # steps (the decoder and the errors), not step by step.
     preds, member_obs, rewards, conts, aux, iters = [], [], [], [], [], []
@@ -83,22 +88,23 @@ def world_model_loss(
             if out.aux_loss is not None:
                 aux.append(out.aux_loss)
     pred = torch.stack(preds, -2)  # (B, H, D), or (K, B, H, D) for an ensemble
-    if member_obs:
-        obs = torch.stack(member_obs, -2)  # (K, B, H, O)
-    else:
-        obs = model.decode(pred.flatten(0, 1), standardized=True).reshape(target_obs.shape)
     reward, cont = torch.stack(rewards, -1), torch.stack(conts, -1)  # (B, H) or (K, B, H)
     errors = {
-        "obs": (obs - target_obs).pow(2).mean(-1),
         "reward": (reward - target_reward).pow(2),
         "cont": cont_weight
         * F.binary_cross_entropy_with_logits(cont, target_cont.expand_as(cont), reduction="none"),
         "consistency": (pred - target_latent).pow(2).mean(-1),
     }
+    if member_obs:
+        obs = torch.stack(member_obs, -2)  # (K, B, H, O)
+        errors["obs"] = (obs - target_obs).pow(2).mean(-1)
+    elif decoded:
+        obs = model.decode(pred.flatten(0, 1), standardized=True).reshape(target_obs.shape)
+        errors["obs"] = (obs - target_obs).pow(2).mean(-1)
     if member_obs:  # averaged over the members
         errors = {k: v.mean(0) for k, v in errors.items()}
     terms = {k: (step_weight * v).sum() / total_weight for k, v in errors.items()}
-    loss = recon + sum(weights[k] * terms[k] for k in terms)
+    loss = weights["obs"] * recon + sum(weights[k] * terms[k] for k in terms)
     if aux:
         aux_loss = torch.stack(aux).mean()
         loss = loss + aux_loss

@@ -194,6 +194,26 @@ def test_terminal_weight_scales_the_continuation_loss_of_terminal_steps_only(tin
         FitConfig(terminal_weight=0.0)
 
 
+def test_obs_weight_zero_trains_decoder_free_and_other_terms_keep_their_weight(tiny_config):
+    torch.manual_seed(0)
+    model = build_model("loopwm", tiny_config).train()
+    batch = random_batch(tiny_config)
+    full, full_metrics = world_model_loss(model, batch, FitConfig(horizon=3))
+    free_config = FitConfig(horizon=3, loss_weights={"obs": 0})
+    assert free_config.loss_weights == {"obs": 0, "reward": 1.0, "cont": 1.0, "consistency": 1.0}
+    free, free_metrics = world_model_loss(model, batch, free_config)
+    # the reconstruction and next-observation terms are gone, the rest is unchanged
+    assert "wm/obs_loss" not in free_metrics and free_metrics["wm/recon_loss"] == 0.0
+    dropped = full_metrics["wm/recon_loss"] + full_metrics["wm/obs_loss"]
+    np.testing.assert_allclose(float(free), float(full) - dropped, rtol=1e-5)
+    free.backward()
+    assert all(p.grad is None for p in model.decoder.parameters())  # never run
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    for bad in ({"obs": -1.0}, {"reward": "1"}, {"pixels": 1.0}):
+        with pytest.raises(ValueError, match="loss_weights"):
+            FitConfig(loss_weights=bad)
+
+
 def test_obs_symlog_squashes_standardised_observations_and_decode_inverts_it(tiny_config):
     model = build_model("loopwm", tiny_config.replace(obs_symlog=True))
     dim = tiny_config.obs_dim
