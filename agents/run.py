@@ -5,7 +5,8 @@ Layout of ``RUN_DIR``::
     config.json          the TrainConfig (a resume reads it back; only a larger budget
                          or the threshold stop may change it)
     agent.pt             agent checkpoint: networks, optimizers, counters, sampler states
-    model.safetensors    the world model alone (for ``loopwm video``, ``dream``, ``fit``)
+    model.safetensors    the world model alone (for ``loopwm video``, ``dream``, ``fit``),
+                         with the env id and action repeat it was trained on
     checkpoint.json      written last: the digests of both files above (a complete unit)
     replay/              every real transition (chunked dataset, see loopwm.replay)
     metrics.json         evaluations so far and the final summary
@@ -95,7 +96,9 @@ CHECKPOINT_FILES = ("agent.pt", "model.safetensors")
 MANIFEST = "checkpoint.json"
 
 
-def save_checkpoint(run_dir: Path, agent, counters: dict[str, Any], env_id: str) -> None:
+def save_checkpoint(
+    run_dir: Path, agent, counters: dict[str, Any], env_id: str, *, action_repeat: int = 1
+) -> None:
     """Write ``agent.pt`` and ``model.safetensors`` (each atomically), then the manifest
     ``checkpoint.json`` with their digests: a checkpoint is complete only with a manifest
     that matches both files, so a kill between the two files is detected."""
@@ -109,7 +112,9 @@ def save_checkpoint(run_dir: Path, agent, counters: dict[str, Any], env_id: str)
         "agent": agent.state_dict(),
     }
     atomic_write(run_dir / "agent.pt", lambda tmp: torch.save(payload, tmp))
-    save(agent.world_model, run_dir / "model.safetensors", extra={"env_id": env_id})
+    # the model records the repeat of its data, as loopwm fit's do: DreamEnv follows it
+    extra = {"env_id": env_id, "action_repeat": action_repeat}
+    save(agent.world_model, run_dir / "model.safetensors", extra=extra)
     digests = {name: _sha256(run_dir / name) for name in CHECKPOINT_FILES}
     write_json(run_dir / MANIFEST, {"env_steps": counters["checkpoint_steps"], "files": digests})
 

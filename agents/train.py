@@ -415,7 +415,10 @@ class OnlineTrainer:
             # The replay on disk first: a checkpoint never counts unsaved steps.
             self.replay.flush()
             counters = {**dataclasses.asdict(self.counters), "evaluations": self.evaluations}
-            save_checkpoint(self.run_dir, self.agent, counters, self.config.env_id)
+            save_checkpoint(
+                self.run_dir, self.agent, counters, self.config.env_id,
+                action_repeat=self.config.repeat,
+            )  # fmt: skip
             write_json(self.run_dir / "metrics.json", self.summary())
 
     def _evaluate(self, step: int) -> dict[str, Any]:

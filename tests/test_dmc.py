@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from loopwm import load
+from loopwm.checkpoint import recorded_action_repeat
 from loopwm.envs import make_env
 from loopwm.errors import ConfigError
 from loopwm.replay import Replay
@@ -74,6 +76,8 @@ def test_the_agent_trains_on_a_dmc_task_with_its_default_action_repeat(tmp_path,
     assert len(replay) == 300 and replay.meta["action_repeat"] == 2  # the DMC default
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["action_repeat"] == 2
+    # the run's model records it, so a DreamEnv of it steps its real env twice per action
+    assert recorded_action_repeat(load(run / "model.safetensors")) == 2
     # an evaluation episode is the suite's 1,000 env steps, each paying between 0 and 1
     assert 0.0 < metrics["final_return_mean"] <= 1000.0
     assert metrics["updates"] == 10 + 50  # the pretraining, then 0.5 per agent step
