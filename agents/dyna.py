@@ -73,6 +73,11 @@ class DynaConfig:
         check_nonnegative("uncertainty_penalty", self.uncertainty_penalty)
         if self.uncertainty_limit is not None:
             check_positive("uncertainty_limit", self.uncertainty_limit)
+        if self.fit.loss_weights["obs"] == 0:
+            raise ConfigError(
+                "Dyna hands the agent decoded observations: its fit needs a decoder "
+                "(loss_weights obs above 0)"
+            )
         if self.ensemble == 1 and (self.uncertainty_penalty > 0 or self.uncertainty_limit):
             raise ConfigError(
                 "uncertainty_penalty and uncertainty_limit need ensemble >= 2 (one member "

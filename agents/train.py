@@ -40,7 +40,7 @@ from loopwm.agents.run import (
 )
 from loopwm.checks import check_positive_int, progress_disabled
 from loopwm.envs.spaces import ActionCodec, ObsCodec, check_box_env, dataset_meta, make_env
-from loopwm.errors import ConfigError, ExistsError
+from loopwm.errors import ConfigError, ExistsError, UnsupportedError
 from loopwm.io import check_output_dir, write_json
 from loopwm.online_replay import OnlineReplay
 from loopwm.replay import Replay
@@ -543,7 +543,7 @@ def final_video(agent, config: TrainConfig, run_dir: Path) -> str | None:
                 seed=config.seed,
                 action_repeat=config.repeat,
             )
-        except ConfigError:  # no state renderer for this env: real frames only
+        except (ConfigError, UnsupportedError):  # no state renderer or decoder: real frames
             frames = _real_frames(agent, config, steps=200)
         return str(write_video(frames, path, fps=30))
     except Exception as err:  # a video must never lose a finished run

@@ -87,6 +87,7 @@ class DreamCore:
             raise UnsupportedError(
                 f"model must be a loopwm world model or a checkpoint path, got {model!r}"
             )
+        self.model.require_decoder("a dream env (its observations)")
         extra = getattr(self.model, "checkpoint_extra", {}) or {}
         self.env_id = env_id or extra.get("env_id")
         if not self.env_id:

@@ -45,7 +45,8 @@ def save(
         "format_version": str(FORMAT_VERSION),
         "kind": model.kind,
         "config": json.dumps(model.config.to_dict()),
-        "extra": json.dumps(extra or {}),
+        # a decoder-free model says so, and loads as one (its decode() refuses)
+        "extra": json.dumps({**(extra or {}), **({} if model.decodes else {"decoder": False})}),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
@@ -186,6 +187,10 @@ def load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -
         raise CheckpointError(f"{path}: non-finite (NaN or inf) weights in {bad[:5]}")
     model.load_state_dict(tensors)
     model.checkpoint_extra = header["extra"]
+    decodes = header["extra"].get("decoder", True)
+    if not isinstance(decodes, bool):
+        raise CheckpointError(f"{path}: the header's extra decoder must be true or false")
+    model.decodes = decodes
     return model.to(map_location).eval()
 
 

@@ -96,10 +96,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"{args.model} ({result['parameters']:,} parameters) on {result['env_id']}, "
         f"{result['heldout_episodes']} held-out episodes, {held['windows']} windows"
     )
-    print("held-out open-loop MSE (standardised obs):")
+    decoded = "obs_mse_1" in held  # a decoder-free model has latent errors only
+    print(f"held-out open-loop MSE ({'standardised obs' if decoded else 'latent, decoder-free'}):")
     print(f"  {'':18s}{'1-step':>10s}{f'{k}-step':>10s}")
-    print(f"  {args.model:18s}{held['obs_mse_1']:10.4f}{held['obs_mse_K']:10.4f}")
-    print(f"  {'copy last obs':18s}{held['copy_mse_1']:10.4f}{held['copy_mse_K']:10.4f}")
+    name = "obs_mse" if decoded else "latent_mse"
+    print(f"  {args.model:18s}{held[f'{name}_1']:10.4f}{held[f'{name}_K']:10.4f}")
+    if decoded:
+        print(f"  {'copy last obs':18s}{held['copy_mse_1']:10.4f}{held['copy_mse_K']:10.4f}")
     print(f"loop iterations per step: mean {held['iters_mean']:.2f}, max {held['iters_max']}")
     if "contraction_bound" in result:
         print(f"contraction bound c = {result['contraction_bound']:.4f}")

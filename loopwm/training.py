@@ -95,7 +95,7 @@ def world_model_loss(
         * F.binary_cross_entropy_with_logits(cont, target_cont.expand_as(cont), reduction="none"),
         "consistency": (pred - target_latent).pow(2).mean(-1),
     }
-    if member_obs:
+    if member_obs and decoded:
         obs = torch.stack(member_obs, -2)  # (K, B, H, O)
         errors["obs"] = (obs - target_obs).pow(2).mean(-1)
     elif decoded:
@@ -159,7 +159,10 @@ def evaluate(model: WorldModel, replay, horizon: int, *, limit: int = EVAL_WINDO
         (first step) and ``{signal}_spearman_K`` (the signal summed over the window
         against its K-th step error) for ``residual``, ``iters`` and, with an ensemble,
         ``uncertainty`` (whose mean at the first step is ``uncertainty_mean_1``); a
-        constant signal is left out.
+        constant signal is left out. A decoder-free model (``model.decodes`` False) has
+        no observation errors: ``latent_mse_1``, ``latent_mse_K`` and
+        ``latent_mse_by_step`` (the distance to the encoded real observation, what its
+        consistency loss trains) take their place, and rank the signals.
     """
     was_training = model.training
     model.eval()
@@ -167,16 +170,32 @@ def evaluate(model: WorldModel, replay, horizon: int, *, limit: int = EVAL_WINDO
         windows = batch_to_tensors(replay.eval_windows(horizon, limit), model.device)
         latent = model.encode(windows["obs0"])
         rollout = model.imagine(latent, windows["action"])
-        pred = model.decode(rollout.latent.flatten(0, 1), standardized=True).reshape(
-            windows["next_obs"].shape
-        )  # (B, K, O), standardised
-        target = model.standardize(windows["next_obs"])  # (B, K, O)
-        copy = model.standardize(windows["obs0"])[:, None, :]  # (B, 1, O)
-        obs_curve = (pred - target).pow(2).mean(dim=(0, 2))  # (K,)
-        copy_curve = (copy - target).pow(2).mean(dim=(0, 2))  # (K,)
         reward_mse = (rollout.reward[:, 0] - windows["reward"][:, 0]).pow(2).mean()
         iters = rollout.iters.float()
-        error = (pred - target).pow(2).mean(-1).cpu().numpy()  # (B, K) per window and step
+        if model.decodes:
+            pred = model.decode(rollout.latent.flatten(0, 1), standardized=True)
+            target = model.standardize(windows["next_obs"])  # (B, K, O)
+            pred = pred.reshape(target.shape)  # (B, K, O), standardised
+            copy = model.standardize(windows["obs0"])[:, None, :]  # (B, 1, O)
+            copy_curve = (copy - target).pow(2).mean(dim=(0, 2))  # (K,)
+            errors = {
+                "copy_mse_1": float(copy_curve[0]),
+                "copy_mse_K": float(copy_curve[-1]),
+                "copy_mse_by_step": [float(v) for v in copy_curve],
+            }
+            name = "obs_mse"
+        else:  # decoder-free: the error its consistency loss trains, in latent space
+            shape = windows["next_obs"].shape
+            target = model.encode(windows["next_obs"].flatten(0, 1)).reshape(*shape[:2], -1)
+            pred, errors, name = rollout.latent, {}, "latent_mse"
+        error = (pred - target).pow(2).mean(-1)  # (B, K) per window and step
+        curve = error.mean(0)  # (K,)
+        errors.update({
+            f"{name}_1": float(curve[0]),
+            f"{name}_K": float(curve[-1]),
+            f"{name}_by_step": [float(v) for v in curve],
+        })  # fmt: skip
+        error = error.cpu().numpy()
         signals = {"residual": rollout.residual, "iters": iters}
         if rollout.uncertainty is not None:
             signals["uncertainty"] = rollout.uncertainty
@@ -193,13 +212,8 @@ def evaluate(model: WorldModel, replay, horizon: int, *, limit: int = EVAL_WINDO
         return {
             "windows": int(windows["obs0"].shape[0]),
             "horizon": horizon,
-            "obs_mse_1": float(obs_curve[0]),
-            "obs_mse_K": float(obs_curve[-1]),
-            "copy_mse_1": float(copy_curve[0]),
-            "copy_mse_K": float(copy_curve[-1]),
+            **errors,
             "reward_mse_1": float(reward_mse),
-            "obs_mse_by_step": [float(v) for v in obs_curve],
-            "copy_mse_by_step": [float(v) for v in copy_curve],
             "iters_mean": float(iters.mean()),
             "iters_max": int(iters.max()),
             "latent_norm_max": float(rollout.latent.norm(dim=-1).max()),
@@ -260,6 +274,7 @@ class WorldModelTrainer:
     def __init__(self, model: WorldModel, config: FitConfig, *, ddp: bool = False) -> None:
         self.model = model
         self.config = config
+        model.decodes = config.loss_weights["obs"] > 0  # decoder-free: decode() refuses
         self.optimizer = adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay, device=model.device
         )

@@ -76,6 +76,7 @@ def record_rollout(
 
     for name, value in (("steps", steps), ("resync_every", resync_every), ("size", size)):
         check_positive_int(name, value)
+    model.require_decoder("a video of imagined states")
     image = bool(model.config.image_shape)
     if not image:
         check_renderable(env_id)
@@ -290,8 +291,8 @@ def log_open_loop_video(
     ``action_repeat``: env steps per model step, as in the model's data."""
     from loopwm.envs.render import check_renderable
 
-    if env_id is None:
-        return  # a dataset without an env id: nothing to render
+    if env_id is None or not model.decodes:
+        return  # no env to render, or a decoder-free model: nothing imagined to draw
     try:
         if not model.config.image_shape:  # an image model draws its own decoded frames
             check_renderable(env_id)

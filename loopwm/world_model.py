@@ -131,6 +131,10 @@ class WorldModel(nn.Module):
     kind: ClassVar[str] = ""
     looped: ClassVar[bool] = False
     config_class: ClassVar[type[LoopWMConfig]] = LoopWMConfig
+    decodes: bool = True
+    """Whether the decoder is trained: ``False`` for a model trained decoder-free
+    (``FitConfig.loss_weights["obs"] == 0``), whose :meth:`decode` refuses, since the
+    observations it would return mean nothing. Set by the trainer, kept in checkpoints."""
 
     def __init__(self, config: LoopWMConfig) -> None:
         super().__init__()
@@ -172,12 +176,23 @@ class WorldModel(nn.Module):
     def decode(self, latent: torch.Tensor, *, standardized: bool = False) -> torch.Tensor:
         """Observation predicted from a latent: (B, latent_dim) -> (B, obs_dim), in raw
         units, or in the model's standardised units with ``standardized=True``."""
+        self.require_decoder("decode")
         obs = self.decoder(latent)
         if standardized:
             return obs
         if self._symlog:
             obs = symexp(obs)
         return obs * self.obs_std + self.obs_mean
+
+    def require_decoder(self, what: str) -> None:
+        """Refuse ``what`` (something that needs decoded observations) for a model trained
+        decoder-free."""
+        if not self.decodes:
+            raise UnsupportedError(
+                f"{what} needs observations decoded by the world model, and this model was "
+                f"trained decoder-free (loss_weights obs = 0): it predicts latents, rewards "
+                f"and continuations only; train it with an obs weight above 0"
+            )
 
     def standardize(self, obs: torch.Tensor) -> torch.Tensor:
         """Raw observations (..., obs_dim) in the model's standardised units (symlog of
@@ -262,18 +277,19 @@ class WorldModel(nn.Module):
         their latents ``members`` (K, B, latent_dim), each decoded by the shared decoder
         and read by its own heads: the root-mean-square over predicted quantities of the
         members' standard deviation (B,). The quantities are the next observation in the
-        model's standardised units (1.0 is one standard deviation of the training data),
-        the reward in symlog units and the continuation probability."""
+        model's standardised units (1.0 is one standard deviation of the training data;
+        a decoder-free model: the latent itself), the reward in symlog units and the
+        continuation probability."""
         return disagreement(*self._member_predictions(members))
 
     def _member_predictions(
         self, members: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What each member predicts from its own latent (K, B, latent_dim): the decoded
-        observation (K, B, obs_dim, standardised), its reward head's symlog reward and its
-        continuation head's logit (K, B each)."""
+        observation (K, B, obs_dim, standardised; a decoder-free model's latent itself),
+        its reward head's symlog reward and its continuation head's logit (K, B each)."""
         return (
-            self.decoder(members),
+            self.decoder(members) if self.decodes else members,
             self.reward_head(members).squeeze(-1),
             self.cont_head(members).squeeze(-1),
         )

@@ -94,6 +94,10 @@ def test_mismatched_weights_and_config(tiny_model, tiny_config, tmp_path):
     save_file(tensors, str(path), metadata={"format": "something-else"})
     with pytest.raises(CheckpointError, match="header"):
         load(path)
+    right = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    save_file(right, str(path), metadata={**meta, "extra": '{"decoder": "no"}'})
+    with pytest.raises(CheckpointError, match="decoder must be true or false"):
+        load(path)
 
 
 def test_missing_file(tmp_path):

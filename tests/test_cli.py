@@ -170,3 +170,23 @@ def test_bench_lists_scripts_and_refuses_unknown_names(capsys):
     assert "tables" not in listed and "plots" not in listed
     assert cli("bench no_such_benchmark --quick") == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_a_decoder_free_agent_trains_and_its_model_refuses_to_draw_what_it_imagines(
+    tmp_path, capsys
+):
+    run = tmp_path / "run"
+    command = (
+        f"train --env InvertedPendulum-v5 {TINY_AGENT} --steps 250 --prefill 200 --pretrain 5 "
+        f"--eval-every 250 --eval-episodes 1 --quiet --no-video --no-tensorboard --out {run} "
+        f"--agent.model-fit.loss-weights '{{\"obs\": 0}}'"
+    )
+    assert cli(command) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["config"]["agent"]["model_fit"]["loss_weights"]["obs"] == 0
+    assert metrics["final_return_mean"] > 0
+    assert not load(run / "model.safetensors").decodes
+    capsys.readouterr()
+    assert cli(f"video --run {run} --steps 4 --size 64 --out {tmp_path / 'v.mp4'}") == 2
+    assert "decoder-free" in capsys.readouterr().err
+    assert cli(f"eval --run {run} --episodes 1") == 0  # acting needs no decoder

@@ -51,6 +51,8 @@ def test_dyna_refuses_on_policy_agents():
 def test_dyna_config_validation():
     with pytest.raises(ValueError, match="rollouts"):
         DynaConfig(rollouts=0)
+    with pytest.raises(ValueError, match="needs a decoder"):  # it hands out decoded obs
+        DynaConfig(fit=FitConfig(loss_weights={"obs": 0}))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

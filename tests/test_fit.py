@@ -82,3 +82,33 @@ def test_an_unusable_out_fails_before_the_fit(pendulum_data, tmp_path):
         fit(pendulum_data, preset="tiny", config=cfg, out=blocker, progress=False)
     with pytest.raises(ValueError, match="is a file, not a folder"):
         fit(pendulum_data, preset="tiny", config=cfg, out=blocker / "below", progress=False)
+
+
+def test_a_decoder_free_model_reports_latent_errors_and_refuses_to_decode(pendulum_data, tmp_path):
+    from loopwm.envs import DreamEnv
+    from loopwm.errors import UnsupportedError
+    from loopwm.video import record_rollout
+
+    cfg = FitConfig(steps=20, horizon=3, eval_horizon=3, eval_every=0, loss_weights={"obs": 0})
+    model, result = fit(pendulum_data, preset="tiny", config=cfg, out=tmp_path, progress=False)
+    held = result["heldout"]
+    # no observation errors from a decoder nobody trained: the latent error instead
+    assert "obs_mse_1" not in held and "copy_mse_1" not in held
+    assert held["latent_mse_1"] > 0 and len(held["latent_mse_by_step"]) == 3
+    loaded = load(tmp_path / "model.safetensors")
+    assert not model.decodes and not loaded.decodes  # the checkpoint keeps it
+    latent = loaded.encode(torch.zeros(1, loaded.config.obs_dim))
+    for refused in (
+        lambda: loaded.decode(latent),
+        lambda: DreamEnv(tmp_path / "model.safetensors"),
+        lambda: record_rollout(loaded, "InvertedPendulum-v5", steps=2),
+    ):
+        with pytest.raises(UnsupportedError, match="decoder-free"):
+            refused()
+    # what needs no decoder still works: imagined rewards and continuations
+    out = loaded.step(latent, torch.zeros(1, loaded.config.action_dim))
+    assert torch.isfinite(out.reward).all() and torch.isfinite(out.cont).all()
+    # a model trained with its decoder loads as one
+    cfg = FitConfig(steps=2, horizon=3, eval_horizon=3, eval_every=0)
+    decoded, _ = fit(pendulum_data, preset="tiny", config=cfg, progress=False)
+    assert decoded.decodes
