@@ -882,6 +882,8 @@ TABLES = {
     "solve-ab-cartpole-symlog": partial(solve_ab_table, "solve_ab_cartpole_symlog"),
     "solve-ab-cartpole-gamma": partial(solve_ab_table, "solve_ab_cartpole_gamma"),
     "solve-ab-gamma997": partial(solve_ab_table, "solve_ab_gamma997"),
+    "solve-ab-decoder-free": partial(solve_ab_table, "solve_ab_decoder_free"),
+    "solve-ab-pixels-decoder-free": partial(solve_ab_table, "solve_ab_pixels_decoder_free"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
