@@ -155,8 +155,8 @@ class TrainConfig:
     action_repeat: int | None = None
     """Env steps per agent step: each action is applied this many times and the rewards
     summed. ``None``: 2 on ``dm_control/...`` ids (TD-MPC2's and DreamerV3's setting), 1 on
-    every other env. ``steps``, ``prefill`` and ``eval_every`` count
-    agent steps; an evaluation return is the env's own episode return."""
+    every other env. ``steps``, ``prefill`` and ``eval_every`` count agent steps; an
+    evaluation return is the env's own episode return."""
     prefill: int = 1000
     """Uniform-random steps before the agent acts and learns."""
     pretrain: int = 200

@@ -238,8 +238,8 @@ class FitConfig:
     """Weights of the loss terms (next observation, reward, continuation, latent
     consistency); a term not given keeps weight 1. ``obs`` weighs the reconstruction of
     the first observation too. ``{"obs": 0}`` trains decoder-free, as TD-MPC2 does: the
-    decoder is neither run nor trained (except inside an ensemble's disagreement), and
-    the observations such a model decodes mean nothing."""
+    decoder is neither run nor trained, and the model refuses to decode
+    (``WorldModel.decodes``)."""
     terminal_weight: float = 1.0
     """Weight of the continuation loss on terminal transitions, relative to the others'
     (1: the same). They are rare (one per episode) but all the world model learns of how
