@@ -121,6 +121,24 @@ def test_each_member_keeps_its_own_certificate_and_the_bound_is_the_largest():
     assert model.contraction_bound() == pytest.approx(max(bounds))
 
 
+def test_a_decoder_free_ensemble_disagrees_in_latent_space_and_never_runs_its_decoder():
+    from loopwm.training import WorldModelTrainer
+
+    model = _model("loopwm", 3).train()
+    WorldModelTrainer(model, FitConfig(horizon=3, loss_weights={"obs": 0}))  # marks it
+    assert not model.decodes
+    batch = random_batch(model.config)
+    loss, metrics = world_model_loss(model, batch, FitConfig(horizon=3, loss_weights={"obs": 0}))
+    loss.backward()
+    assert "wm/obs_loss" not in metrics
+    assert all(p.grad is None for p in model.decoder.parameters())
+    with torch.no_grad():
+        out = model.step(model.encode(batch["obs0"]), batch["action"][:, 0])
+    # the members' spread is measured on their latents (and heads), not on decoded obs
+    assert out.member_obs.shape == out.members.shape
+    assert (out.uncertainty > 0).all() and torch.isfinite(out.uncertainty).all()
+
+
 def test_training_scores_every_member_on_its_own_prediction():
     model = _model("loopwm", 3).train()
     batch = random_batch(model.config)
