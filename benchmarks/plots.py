@@ -103,6 +103,8 @@ def plot_agent() -> Path:
     """Learning curves: real-env return against real steps, mean ± std over seeds."""
     import numpy as np
 
+    from loopwm.envs import default_action_repeat
+
     runs = agent_runs()
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
     for ax, (env_id, variants) in zip(axes[0], runs.items(), strict=True):
@@ -117,9 +119,9 @@ def plot_agent() -> Path:
             ax.plot(steps, mean, "o-", color=color, label=f"{variant} ({len(curves)} seeds)")
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2)
         ax.set_title(env_id)
-        # DMC runs count agent steps, each action repeated twice (TD-MPC2's convention)
-        dmc = env_id.startswith("dm_control/")
-        ax.set_xlabel("agent steps (2 env steps each)" if dmc else "real env steps")
+        # DMC runs count agent steps, each action repeated (TD-MPC2's convention)
+        repeat = default_action_repeat(env_id)
+        ax.set_xlabel(f"agent steps ({repeat} env steps each)" if repeat > 1 else "real env steps")
         ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")  # 50k, not 50000
         ax.set_ylabel("eval return (5 episodes)")
         ax.legend(fontsize=7)

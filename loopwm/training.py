@@ -95,11 +95,12 @@ def world_model_loss(
         * F.binary_cross_entropy_with_logits(cont, target_cont.expand_as(cont), reduction="none"),
         "consistency": (pred - target_latent).pow(2).mean(-1),
     }
-    if member_obs and decoded:
-        obs = torch.stack(member_obs, -2)  # (K, B, H, O)
-        errors["obs"] = (obs - target_obs).pow(2).mean(-1)
-    elif decoded:
-        obs = model.decode(pred.flatten(0, 1), standardized=True).reshape(target_obs.shape)
+    if decoded:  # an ensemble's members decoded inside step (K, B, H, O), else (B, H, O)
+        obs = (
+            torch.stack(member_obs, -2)
+            if member_obs
+            else model.decode(pred.flatten(0, 1), standardized=True).reshape(target_obs.shape)
+        )
         errors["obs"] = (obs - target_obs).pow(2).mean(-1)
     if member_obs:  # averaged over the members
         errors = {k: v.mean(0) for k, v in errors.items()}
