@@ -44,9 +44,20 @@ def register_dmc_envs() -> None:
     gym.register_envs(shimmy)
 
 
+RENDER_ARGS = ("width", "height", "camera_id")
+
+
 def make_dmc_env(env_id: str, **kwargs) -> gym.Env:
-    """``gymnasium.make`` of a ``dm_control/...`` id, its dict observations flattened."""
+    """``gymnasium.make`` of a ``dm_control/...`` id, its dict observations flattened.
+
+    ``width``, ``height`` and ``camera_id`` are taken as gymnasium's MuJoCo envs take them
+    (shimmy wants them in ``render_kwargs``); frames come from camera 0, the task's own
+    view that the suite's pixel benchmarks use, unless ``camera_id`` says otherwise.
+    """
     register_dmc_envs()
+    render = {name: kwargs.pop(name) for name in RENDER_ARGS if name in kwargs}
+    if kwargs.get("render_mode") is not None:
+        kwargs["render_kwargs"] = {"camera_id": 0, **render, **kwargs.get("render_kwargs", {})}
     try:
         env = gym.make(env_id, **kwargs)
     except AttributeError as err:  # dm_control reading a field its mujoco does not have

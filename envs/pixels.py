@@ -103,6 +103,11 @@ class PixelObservation(gym.Wrapper):
 def disable_shadows(unwrapped: Any) -> None:
     """Turn off shadows and reflections of a MuJoCo env's offscreen renderer (software
     rendering spends most of its time on them); other envs are left as they are."""
+    physics = getattr(unwrapped, "physics", None)  # DeepMind Control (through shimmy)
+    if physics is not None:  # its renderer builds a scene per frame: off in the model
+        physics.model.light_castshadow[:] = 0
+        physics.model.mat_reflectance[:] = 0
+        return
     renderer = getattr(unwrapped, "mujoco_renderer", None)
     if renderer is None:
         return

@@ -102,7 +102,7 @@ def record_rollout(
             imagined = ImageView(observations, size)
         else:
             real_view = RealView(StateRenderer(real_env))  # shadow-free
-            imagined = StateRenderer(imagined_env)
+            imagined = StateRenderer(imagined_env, action_repeat=action_repeat)
         real_env.action_space.seed(seed)
         obs, _ = real_env.reset(seed=seed)
 

@@ -4,6 +4,7 @@ import json
 import sys
 
 import gymnasium as gym
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -11,6 +12,9 @@ from gymnasium import spaces
 from loopwm import load
 from loopwm.checkpoint import recorded_action_repeat
 from loopwm.envs import make_env
+from loopwm.envs.dmc import register_dmc_envs
+from loopwm.envs.pixels import disable_shadows
+from loopwm.envs.render import DMC_STATE_FROM_OBS, StateRenderer
 from loopwm.errors import ConfigError
 from loopwm.replay import Replay
 
@@ -87,6 +91,57 @@ def test_the_agent_trains_on_a_dmc_task_with_its_default_action_repeat(tmp_path,
     assert f"return {metrics['final_return_mean']:.1f}" in printed  # so the run's repeat too
     assert cli(f"train --resume {run} --action-repeat 1 --quiet") == 2
     assert "cannot change action_repeat" in capsys.readouterr().err
+    # the run's agent filmed: real | imagined state | iterations, at the run's repeat
+    video = tmp_path / "agent.mp4"
+    assert cli(f"video --run {run} --out {video} --steps 6 --resync 3 --size 64") == 0
+    assert iio.imread(video).shape == (7, 64, 3 * 64, 3)
+
+
+def _state(env: gym.Env, root_x: int | None) -> np.ndarray:
+    """qpos (angles wrapped, an unobserved root x left out), qvel and the target's place
+    of a DeepMind Control env's physics."""
+    physics = env.unwrapped.physics
+    qpos = np.angle(np.exp(1j * physics.data.qpos))  # slides stay put: all lie within pi
+    if root_x is not None:
+        qpos = np.delete(qpos, root_x)
+    named = physics.named.model.geom_pos
+    target = named["target"] if "target" in named.axes.row.names else []
+    return np.concatenate([qpos, physics.data.qvel, np.ravel(target)])
+
+
+@pytest.mark.parametrize("domain", sorted(DMC_STATE_FROM_OBS))
+def test_an_imagined_dmc_observation_is_drawn_from_the_state_that_gives_it(domain):
+    register_dmc_envs()
+    task = next(name for name in gym.registry if name.startswith(f"dm_control/{domain}-"))
+    real = make_env(task, render_mode="rgb_array", width=64, height=64)
+    real.reset(seed=0)
+    for _ in range(20):
+        obs = real.step(real.action_space.sample())[0]
+    drawn = make_env(task, render_mode="rgb_array", width=64, height=64)
+    renderer = StateRenderer(drawn)
+    renderer.reset(obs)
+    root_x = DMC_STATE_FROM_OBS[domain].root_x
+    np.testing.assert_allclose(_state(drawn, root_x), _state(real, root_x), atol=1e-9)
+    frame = renderer.render()
+    assert frame.shape == (64, 64, 3) and frame.std() > 0
+    if DMC_STATE_FROM_OBS[domain].root_x is None:  # nothing unobserved: the same picture
+        disable_shadows(real.unwrapped)
+        assert np.abs(frame.astype(int) - real.render()).mean() < 1
+
+
+def test_an_imagined_dmc_runner_moves_by_its_velocity_over_the_action_repeat():
+    env = make_env(
+        "dm_control/cheetah-run-v0", action_repeat=2, render_mode="rgb_array", width=64, height=64
+    )
+    renderer = StateRenderer(env)  # the repeat read from the env's wrapper
+    assert renderer.dt == pytest.approx(2 * 0.01)  # two control steps of 10 ms
+    obs = np.zeros(17)
+    obs[8] = 3.0  # velocity[0]: the root's x velocity (position holds qpos[1:], 8 values)
+    renderer.reset(obs)
+    renderer.advance(obs)
+    renderer.advance(obs)
+    assert env.unwrapped.physics.data.qpos[0] == pytest.approx(2 * 3.0 * 0.02)
+    assert StateRenderer(env, action_repeat=1).dt == pytest.approx(0.01)
 
 
 def test_action_repeat_spans_env_steps_in_the_agent_loop(tmp_path):
