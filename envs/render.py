@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 from loopwm.envs.dmc import is_dmc_id, register_dmc_envs
@@ -61,10 +62,13 @@ def _without_root_x(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray
 
 
 def _dmc_cartpole(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
-    # position: [cart x, cos(pole), sin(pole)] (one pole; more poles add cos and sin pairs)
+    # position: [cart x, then (cos, sin) of each pole's world angle]; a hinge's angle is
+    # its pole's less the pole below it (the first pole's hinge sits on the cart)
     poles = model.nq - 1
-    angles = np.arctan2(obs[1 + poles : 1 + 2 * poles], obs[1 : 1 + poles])
-    return np.concatenate([obs[:1], angles]), obs[1 + 2 * poles : 1 + 2 * poles + model.nv]
+    pairs = obs[1 : 1 + 2 * poles].reshape(poles, 2)
+    turns = np.arctan2(pairs[:, 1], pairs[:, 0])
+    hinges = np.angle(np.exp(1j * np.diff(turns, prepend=0.0)))
+    return np.concatenate([obs[:1], hinges]), obs[1 + 2 * poles : 1 + 2 * poles + model.nv]
 
 
 def _dmc_hopper(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +94,7 @@ def _dmc_walker(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
     for joint in range(model.njnt):
         body, address = model.jnt_bodyid[joint], model.jnt_qposadr[joint]
         axis = model.jnt_axis[joint]
-        if model.jnt_type[joint] == 3:  # hinge
+        if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE:
             relative = turn[body] - turn[model.body_parentid[body]]
             qpos[address] = np.sign(axis[1]) * np.angle(np.exp(1j * relative))
         elif axis[2] != 0:  # the vertical root slide
