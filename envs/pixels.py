@@ -126,10 +126,16 @@ def make_pixel_env(
     **kwargs: Any,
 ) -> PixelObservation:
     """``env_id`` observed through :class:`PixelObservation`. MuJoCo envs render at
-    ``size`` directly; others (classic control) are resampled. ``render_mode`` is accepted
+    ``size`` directly (DeepMind Control tasks from camera 0, as the suite's pixel
+    benchmarks do); others (classic control) are resampled. ``render_mode`` is accepted
     for gymnasium's sake: the wrapper always renders ``rgb_array`` frames."""
+    from loopwm.envs.dmc import is_dmc_id, make_dmc_env
+
     if render_mode not in (None, "rgb_array"):
         raise ConfigError(f"pixel envs render rgb_array frames, got render_mode={render_mode!r}")
+    if is_dmc_id(env_id):
+        env = make_dmc_env(env_id, render_mode="rgb_array", width=size, height=size, **kwargs)
+        return PixelObservation(env, size=size, frame_stack=frame_stack)
     try:
         env = gym.make(env_id, render_mode="rgb_array", width=size, height=size, **kwargs)
     except TypeError:  # an env without width/height arguments (classic control)

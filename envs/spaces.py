@@ -224,16 +224,23 @@ def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
         is_minatar_id,
         register_minatar_envs,
     )
-    from loopwm.envs.pixels import is_pixel_id, register_pixel_env
+    from loopwm.envs.pixels import is_pixel_id, make_pixel_env, register_pixel_env
 
     check_positive_int("action_repeat", action_repeat)
 
     if is_minatar_id(env_id):
         register_minatar_envs()
     try:
-        if is_pixel_id(env_id):
-            register_pixel_env(env_id)
-        env = make_dmc_env(env_id, **kwargs) if is_dmc_id(env_id) else gym.make(env_id, **kwargs)
+        base = env_id.split("/", 1)[1] if is_pixel_id(env_id) else None
+        if base is not None and is_dmc_id(base):
+            # a gymnasium id holds one namespace: DMC pixels are made here, not registered
+            env = make_pixel_env(base, **kwargs)
+        elif is_dmc_id(env_id):
+            env = make_dmc_env(env_id, **kwargs)
+        else:
+            if base is not None:
+                register_pixel_env(env_id)
+            env = gym.make(env_id, **kwargs)
     except gym.error.Error as err:
         raise ConfigError(f"cannot make environment {env_id!r}: {err}") from None
     if is_binary_grid(env.observation_space):

@@ -165,3 +165,19 @@ def test_action_repeat_spans_env_steps_in_the_agent_loop(tmp_path):
     assert summary["episodes"] == 1 and summary["env_steps"] == 60
     with pytest.raises(ConfigError, match="action_repeat"):
         TrainConfig(action_repeat=0)
+
+
+def test_a_dmc_task_seen_through_its_pixels():
+    from loopwm.agents import TrainConfig
+
+    pixels = "pixels/dm_control/cartpole-balance-v0"
+    env = make_env(pixels)  # gymnasium ids hold one namespace: made, not registered
+    obs, info = env.reset(seed=0)
+    assert env.observation_space == spaces.Box(0, 255, (64, 64, 9), np.uint8)
+    assert obs.shape == (64, 64, 9) and info["state"].shape == (5,)  # flat state kept
+    # the newest frame is the task's camera 0 at 64x64, shadows off
+    state = make_env(TASK, render_mode="rgb_array", width=64, height=64)
+    state.reset(seed=0)
+    disable_shadows(state.unwrapped)
+    np.testing.assert_array_equal(obs[..., -3:], state.render())
+    assert TrainConfig(env_id=pixels).repeat == 2  # the suite's default, as for its states
