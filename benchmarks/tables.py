@@ -884,6 +884,7 @@ TABLES = {
     "solve-ab-gamma997": partial(solve_ab_table, "solve_ab_gamma997"),
     "solve-ab-decoder-free": partial(solve_ab_table, "solve_ab_decoder_free"),
     "solve-ab-pixels-decoder-free": partial(solve_ab_table, "solve_ab_pixels_decoder_free"),
+    "solve-ab-horizon8": partial(solve_ab_table, "solve_ab_horizon8"),
     "speed-machine": speed_machine,
     "calibration": calibration_table,
     "uncertainty-cost": uncertainty_cost_table,
