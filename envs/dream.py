@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from loopwm.checks import check_nonnegative, check_positive, check_positive_int
-from loopwm.envs.spaces import ActionCodec, ObsCodec, make_env
+from loopwm.envs.spaces import ActionCodec, ObsCodec, episode_limit, make_env
 from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
 
@@ -130,7 +130,7 @@ class DreamCore:
             )
         self.observation_space: spaces.Box = self.real_env.observation_space
         self.action_space: spaces.Box | spaces.Discrete = self.real_env.action_space
-        limit = self.real_env.spec.max_episode_steps if self.real_env.spec else None
+        limit = episode_limit(self.real_env)
         # the real limit counts env steps; an imagined step spans action_repeat of them
         self.max_episode_steps = -(-limit // self.action_repeat) if limit else None
         self.cont_threshold = cont_threshold

@@ -207,6 +207,16 @@ def check_box_env(env: gym.Env) -> tuple[int, int]:
     return check_spaces(env.observation_space, env.action_space, name)
 
 
+def episode_limit(env: gym.Env) -> int | None:
+    """Env steps after which ``env`` truncates an episode (``None``: never): its spec's
+    ``max_episode_steps``, or a DeepMind Control task's own step limit (the suite
+    truncates inside the env, and shimmy's spec records no limit)."""
+    if env.spec is not None and env.spec.max_episode_steps:
+        return int(env.spec.max_episode_steps)
+    step_limit = getattr(getattr(env.unwrapped, "_env", None), "_step_limit", None)
+    return int(step_limit) if step_limit and np.isfinite(step_limit) else None
+
+
 def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
     """``gymnasium.make(env_id)`` with a clear error for unknown ids and unsupported spaces.
 

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from loopwm import load
 from loopwm.checkpoint import recorded_action_repeat
 from loopwm.envs import make_env
+from loopwm.envs.dream import make_dream_env
 from loopwm.envs.pixels import disable_shadows
 from loopwm.envs.render import DMC_STATE_FROM_OBS, StateRenderer
 from loopwm.errors import ConfigError
@@ -90,6 +91,15 @@ def test_the_agent_trains_on_a_dmc_task_with_its_default_action_repeat(tmp_path,
     assert f"return {metrics['final_return_mean']:.1f}" in printed  # so the run's repeat too
     assert cli(f"train --resume {run} --action-repeat 1 --quiet") == 2
     assert "cannot change action_repeat" in capsys.readouterr().err
+    # its dream ends where the suite truncates, 1,000 env steps: 500 imagined ones (the
+    # suite never terminates, so without the limit a dream episode would never end)
+    dream = make_dream_env(run / "model.safetensors", cont_threshold=0.0)  # no learned end
+    dream.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        truncated = dream.step(dream.action_space.sample())[3]
+        steps += 1
+    assert steps == 500
     # the run's agent filmed: real | imagined state | iterations, at the run's repeat
     video = tmp_path / "agent.mp4"
     assert cli(f"video --run {run} --out {video} --steps 6 --resync 3 --size 64") == 0
