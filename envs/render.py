@@ -33,6 +33,9 @@ class StateMap:
     root_x: int | None = None
     """Index (in qpos and qvel) of the root x position the observation leaves out, or
     ``None`` when the observation holds the whole position."""
+    place: Callable[[Any, np.ndarray], None] | None = None
+    """``place(physics, obs)`` sets what the observation shows besides the state (a
+    DeepMind Control task's target), after the state is set."""
 
 
 def _split(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +81,14 @@ def _dmc_hopper(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _dmc_reacher(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
-    # [position (2), to_target (2), velocity (2)]; the target is placed by StateRenderer
+    # [position (2), to_target (2), velocity (2)]; the target is placed below
     return obs[:2], obs[4:6]
+
+
+def _place_reacher_target(physics: Any, obs: np.ndarray) -> None:
+    finger = physics.named.data.geom_xpos["finger", :2]
+    physics.named.model.geom_pos["target", :2] = finger + obs[2:4]  # to_target's origin
+    physics.forward()
 
 
 def _dmc_walker(obs: np.ndarray, model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +128,7 @@ DMC_STATE_FROM_OBS: dict[str, StateMap] = {
     "cheetah": StateMap(_without_root_x, root_x=0),
     "hopper": StateMap(_dmc_hopper, root_x=0),
     "point_mass": StateMap(_split),
-    "reacher": StateMap(_dmc_reacher),
+    "reacher": StateMap(_dmc_reacher, place=_place_reacher_target),
     "walker": StateMap(_dmc_walker, root_x=1),
 }
 """DeepMind Control tasks by domain (``dm_control/<domain>-<task>-v0``)."""
@@ -215,10 +224,8 @@ class StateRenderer:
         with physics.reset_context():  # runs mj_forward on exit
             physics.data.qpos[:] = qpos
             physics.data.qvel[:] = qvel
-        if self.map.state_from_obs is _dmc_reacher:  # the target sits at finger + to_target
-            finger = physics.named.data.geom_xpos["finger", :2]
-            physics.named.model.geom_pos["target", :2] = finger + obs[2:4]
-            physics.forward()
+        if self.map.place is not None:
+            self.map.place(physics, obs)
 
     def render(self) -> np.ndarray:
         if not self._flags_set:
