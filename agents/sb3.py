@@ -156,6 +156,7 @@ def train_in_dream(
     seed: int = 0,
     uncertainty_penalty: float = 0.0,
     uncertainty_limit: float | None = None,
+    episode_steps: int | None = None,
     out: str | os.PathLike | None = None,
     progress: bool | None = None,
     device: str = "cpu",
@@ -166,11 +167,15 @@ def train_in_dream(
     ``uncertainty_penalty`` and ``uncertainty_limit`` (ensemble models only) are the
     :class:`~loopwm.envs.DreamEnv` options the agent trains under: rewards ``r - λ·u`` and
     episodes truncated where the members disagree by more than the limit.
+    ``episode_steps`` truncates the training dream's episodes after that many imagined
+    steps (MBPO-style short rollouts, with ``start_states`` branching from real data);
+    the agent bootstraps at the cut. Default: the real env's episode length.
 
     Returns:
         ``{"dream_return": (mean, std), "real_return": (mean, std), ...}``, where
         ``dream_return`` is scored in the dream the agent trained in and
-        ``dream_return_raw`` in the same model without penalty or limit; with ``out``,
+        ``dream_return_raw`` in the same model without penalty, limit or shortened
+        episodes (whole episodes, as the real return is scored); with ``out``,
         the agent is saved to ``out/agent.zip`` and the figures to ``out/dream.json``.
     """
     import json
@@ -186,7 +191,12 @@ def train_in_dream(
     options = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
     dream = Monitor(
         make_dream_env(
-            checkpoint, env_id=env_id, start_states=start_states, device=device, **options
+            checkpoint,
+            episode_steps,
+            env_id=env_id,
+            start_states=start_states,
+            device=device,
+            **options,
         )
     )
     env_id = dream.unwrapped.core.env_id
@@ -212,6 +222,7 @@ def train_in_dream(
         "seed": seed,
         "eval_episodes": eval_episodes,
         **options,
+        "episode_steps": episode_steps,
         "dream_return": [float(dream_mean), float(dream_std)],
         "dream_return_raw": [float(raw_mean), float(raw_std)],
         "real_return": [float(real_mean), float(real_std)],

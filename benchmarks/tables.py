@@ -439,14 +439,20 @@ DREAM_VARIANTS = {
     "ensemble": "ensemble",
     "penalty": "ensemble, r - λ·u",
     "limit": "ensemble, truncated at u > limit",
+    "branched": "ensemble, 10-step episodes from the data's states",
+    "branched_penalty": "ensemble, 10-step episodes from the data's states, r - λ·u",
 }
+README_DREAM_VARIANTS = ("single", "ensemble", "penalty", "limit")  # the README's length
 
 
-def _dream_variants(name: str = "uncertainty") -> list[tuple[str, list[dict]]]:
+def _dream_variants(
+    name: str = "uncertainty", variants=tuple(DREAM_VARIANTS)
+) -> list[tuple[str, list[dict]]]:
     """``(label, per-seed records)`` of each dream-only SAC variant that ran."""
     report = _uncertainty(name)
     found = []
-    for variant, label in DREAM_VARIANTS.items():
+    for variant in variants:
+        label = DREAM_VARIANTS[variant]
         runs = [seed[variant] for seed in report["dream"].values() if variant in seed]
         label = label.replace("λ", f"{report['penalty']:g}").replace(
             "limit", f"{report['limit']:g}"
@@ -480,7 +486,7 @@ def dream_sac_table(name: str = "uncertainty") -> str:
 def dream_sac_short() -> str:
     """The README's version of :func:`dream_sac_table`."""
     rows = ["| SAC trained only in | dream return | real return |", "|---|---|---|"]
-    for label, runs in _dream_variants():
+    for label, runs in _dream_variants(variants=README_DREAM_VARIANTS):
         raw = [r["dream_return_raw"][0] for r in runs]
         real = [r["real_return"][0] for r in runs]
         rows.append(f"| {label} | {_spread(raw, 0)} | {_spread(real, 0)} |")

@@ -64,7 +64,13 @@ DATA_STEPS = 20_000
 DREAM_STEPS = 10_000
 EVAL_EPISODES = 10
 WINDOWS = 4096  # held-out 1-step windows scored per model
-DREAM_VARIANTS = ("single", "ensemble", "penalty", "limit")
+DREAM_VARIANTS = ("single", "ensemble", "penalty", "limit", "branched", "branched_penalty")
+BRANCH_STEPS = 10  # imagined steps per training episode of the branched variants
+
+
+def data_folder(env_id: str, seed: int) -> Path:
+    """Where the random-policy transitions of ``env_id`` for ``seed`` are collected."""
+    return RUNS / f"data/{env_id.replace('/', '_')}-{seed}"
 
 
 @torch.no_grad()
@@ -96,7 +102,7 @@ def deciles(u: np.ndarray, error: np.ndarray) -> list[dict]:
 
 
 def calibration(env_id: str, preset: str, seed: int, fit_cfg: FitConfig) -> dict:
-    data = RUNS / f"data/{env_id.replace('/', '_')}-{seed}"
+    data = data_folder(env_id, seed)
     shutil.rmtree(data, ignore_errors=True)
     collect(env_id, DATA_STEPS, data, seed=seed, progress=False)
     replay = Replay.load(data)
@@ -185,11 +191,15 @@ def cost(batches: list[int], repeats: int) -> list[dict]:
 def dream(
     checkpoints: dict[str, str], seed: int, penalty: float, limit: float, names=DREAM_VARIANTS
 ) -> dict:
+    # branched: MBPO's and MOPO's short rollouts from the fitted data's own states
+    branched = {"start_states": str(data_folder(DREAM_ENV, seed)), "episode_steps": BRANCH_STEPS}
     variants = {
         "single": (checkpoints["single"], {}),
         "ensemble": (checkpoints["ensemble"], {}),
         "penalty": (checkpoints["ensemble"], {"uncertainty_penalty": penalty}),
         "limit": (checkpoints["ensemble"], {"uncertainty_limit": limit}),
+        "branched": (checkpoints["ensemble"], branched),
+        "branched_penalty": (checkpoints["ensemble"], {**branched, "uncertainty_penalty": penalty}),
     }
     record = {}
     for name in names:
@@ -244,6 +254,12 @@ def main() -> int:
         action="store_true",
         help="re-measure only the cost part, replacing it in an existing --out JSON",
     )
+    parser.add_argument(
+        "--dream-only",
+        action="store_true",
+        help="run only --dream-variants on the models an earlier run of --out fitted (their "
+        "checkpoints and data still under runs/bench/uncertainty), adding to its dream part",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny budgets, writes nothing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -255,6 +271,20 @@ def main() -> int:
         fit_cfg = FitConfig(steps=30, batch_size=16, eval_every=0)
         ENVS.update({env_id: "tiny" for env_id in ENVS})
         batches, repeats = [256], 1
+    if args.dream_only:
+        results = json.loads(args.out.read_text())
+        for seed in args.seeds:
+            checkpoints = {
+                name: results["calibration"][DREAM_ENV][str(seed)][name]["checkpoint"]
+                for name in ("single", "ensemble")
+            }
+            record = dream(
+                checkpoints, seed, results["penalty"], results["limit"], args.dream_variants
+            )
+            results["dream"].setdefault(str(seed), {}).update(record)
+            results.setdefault("dream_commands", []).append(provenance()["command"])
+            args.out.write_text(json.dumps(results, indent=2))
+        return 0
     if args.cost_only:
         results = json.loads(args.out.read_text())
         results["cost"] = cost(batches, repeats)

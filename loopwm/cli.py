@@ -131,6 +131,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
         seed=args.seed,
         uncertainty_penalty=args.uncertainty_penalty,
         uncertainty_limit=args.uncertainty_limit,
+        episode_steps=args.episode_steps,
         out=out,
         progress=_progress(args),
         device=args.device,
@@ -138,9 +139,9 @@ def cmd_dream(args: argparse.Namespace) -> int:
     dream, real = result["dream_return"], result["real_return"]
     print(f"{args.algo} trained for {args.steps} imagined steps in a model of {result['env_id']}")
     print(f"  return in the dream:    {dream[0]:10.2f} +- {dream[1]:.2f}")
-    if args.uncertainty_penalty or args.uncertainty_limit is not None:
+    if args.uncertainty_penalty or args.uncertainty_limit is not None or args.episode_steps:
         raw = result["dream_return_raw"]
-        print(f"  ... without penalty/limit: {raw[0]:7.2f} +- {raw[1]:.2f}")
+        print(f"  ... in whole episodes without penalty/limit: {raw[0]:7.2f} +- {raw[1]:.2f}")
     print(f"  return on the real env: {real[0]:10.2f} +- {real[1]:.2f}")
     print(f"wrote {out}/agent.zip and {out}/dream.json")
     return 0
@@ -451,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="U",
         help="truncate imagined episodes where u > U (needs --wm.ensemble >= 2)",
+    )
+    p.add_argument(
+        "--episode-steps",
+        type=int,
+        metavar="N",
+        help="truncate training episodes after N imagined steps (MBPO-style short rollouts, "
+        "with --start-states; default: the real env's episode length)",
     )
     p.add_argument("--out", help="output folder (default runs/dream/ALGO)")
     _common(p)

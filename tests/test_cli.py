@@ -114,6 +114,23 @@ def test_dream_trains_sb3_in_the_model_and_evaluates_on_the_real_env(
     assert (out / "agent.zip").is_file()
 
 
+def test_dream_trains_in_short_rollouts_branching_from_real_data(
+    pendulum_checkpoint, pendulum_dir, tmp_path, capsys
+):
+    out = tmp_path / "dream"
+    command = (
+        f"dream --checkpoint {pendulum_checkpoint} --algo ppo --steps 64 --eval-episodes 2 "
+        f"--start-states {pendulum_dir} --episode-steps 4 --out {out} --quiet"
+    )
+    assert cli(command) == 0
+    assert "in whole episodes without penalty/limit" in capsys.readouterr().out
+    result = json.loads((out / "dream.json").read_text())
+    assert result["episode_steps"] == 4
+    # scored where it trained, an episode lasts at most 4 imagined steps of reward ~1
+    assert result["dream_return"][0] <= 4 * 1.5
+    assert cli(command.replace("--episode-steps 4", "--episode-steps 0")) == 2
+
+
 def test_train_eval_video_and_resume(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
