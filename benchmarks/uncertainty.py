@@ -18,7 +18,9 @@ Three parts, each seed side by side:
   InvertedPendulum models (``loopwm dream``), then scored over 10 episodes in the dream it
   trained in, in the same model without penalty or limit, and on the real env. Variants:
   the single model; the ensemble; the ensemble with the reward penalty ``r - λ·u``; the
-  ensemble with truncation where ``u`` exceeds a limit.
+  ensemble with truncation where ``u`` exceeds a limit; and MBPO's and MOPO's recipe, the
+  ensemble with 10-step training episodes that start at the fitted data's own states
+  (``branched``), with and without the penalty.
 
     python benchmarks/uncertainty.py             # 3 seeds, about 80 minutes on 2 cores
     python benchmarks/uncertainty.py --seeds 0   # one seed
@@ -26,6 +28,8 @@ Three parts, each seed side by side:
         --dream-variants ensemble penalty limit   # SAC in the ensemble dreams only
     python benchmarks/uncertainty.py --quick     # smoke run, writes nothing
     python benchmarks/uncertainty.py --cost-only # re-measure the cost part alone
+    python benchmarks/uncertainty.py --dream-only --dream-variants branched \
+        branched_penalty --threads 1          # more variants on the models fitted before
 """
 
 from __future__ import annotations
