@@ -272,7 +272,7 @@ def plot_uncertainty() -> Path:
     for offset, (key, label) in enumerate(
         (
             ("dream_return", "in its dream"),
-            ("dream_return_raw", "dream, no penalty"),
+            ("dream_return_raw", "whole dream episodes, no penalty"),
             ("real_return", "real env"),
         )
     ):
@@ -281,7 +281,7 @@ def plot_uncertainty() -> Path:
         ret.bar(xs, [sum(v) / len(v) for v in values], width=0.27, label=label)
         for x, seeds in zip(xs, values, strict=True):
             ret.plot([x] * len(seeds), seeds, "k.", ms=4)
-    ret.set_xticks(range(len(names)), names)
+    ret.set_xticks(range(len(names)), [n.replace("_", "\n+ ") for n in names])
     ret.set_ylabel("return (10 episodes; dots: seeds)")
     ret.set_title("SAC trained only in the dream, InvertedPendulum-v5")
     ret.legend(fontsize=7)

@@ -467,7 +467,8 @@ def dream_sac_table(name: str = "uncertainty") -> str:
     import numpy as np
 
     rows = [
-        "| SAC trained in | return in its dream | in the dream without penalty or limit | "
+        "| SAC trained in | return in its dream | in whole dream episodes without penalty or "
+        "limit | "
         "real return | per seed (real) | real ÷ dream without penalty |",
         "|---|---|---|---|---|---|",
     ]

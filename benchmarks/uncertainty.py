@@ -277,6 +277,7 @@ def main() -> int:
         batches, repeats = [256], 1
     if args.dream_only:
         results = json.loads(args.out.read_text())
+        results.setdefault("dream_commands", []).append(provenance()["command"])
         for seed in args.seeds:
             checkpoints = {
                 name: results["calibration"][DREAM_ENV][str(seed)][name]["checkpoint"]
@@ -286,8 +287,8 @@ def main() -> int:
                 checkpoints, seed, results["penalty"], results["limit"], args.dream_variants
             )
             results["dream"].setdefault(str(seed), {}).update(record)
-            results.setdefault("dream_commands", []).append(provenance()["command"])
-            args.out.write_text(json.dumps(results, indent=2))
+            if not args.quick:
+                args.out.write_text(json.dumps(results, indent=2))
         return 0
     if args.cost_only:
         results = json.loads(args.out.read_text())
