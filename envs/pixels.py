@@ -147,7 +147,7 @@ def register_pixel_env(env_id: str) -> str:
     """Register ``pixels/<base>`` for the pixel id ``env_id`` (idempotent); returns it.
     The time limit and reward threshold are the base env's. A base that is a pixel id
     itself (``pixels/pixels/...``) is refused: its frames would be rendered twice."""
-    base = env_id.split("/", 1)[1]
+    base = pixel_base(env_id)
     if is_pixel_id(base):
         raise ConfigError(
             f"{env_id!r} nests a pixel id: {base!r} is a pixel env already; use it directly"
@@ -167,6 +167,11 @@ def register_pixel_env(env_id: str) -> str:
 def is_pixel_id(env_id: str) -> bool:
     """Whether ``env_id`` names a pixel env (``pixels/<base id>``)."""
     return env_id.startswith(PIXEL_NAMESPACE + "/")
+
+
+def pixel_base(env_id: str) -> str | None:
+    """The base id a pixel id observes (``pixels/<base>``); ``None`` for other ids."""
+    return env_id.split("/", 1)[1] if is_pixel_id(env_id) else None
 
 
 def resample(frame: np.ndarray, size: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from loopwm.checks import check_positive_int
 from loopwm.envs.dmc import is_dmc_id
-from loopwm.envs.pixels import is_pixel_id
+from loopwm.envs.pixels import pixel_base
 
 DMC_ACTION_REPEAT = 2
 """Env steps per agent step on DeepMind Control ids unless told otherwise: TD-MPC2's and
@@ -25,9 +25,7 @@ def default_action_repeat(env_id: str) -> int:
     """The action repeat ``loopwm collect`` and ``loopwm train`` use on ``env_id`` when none
     is given: :data:`DMC_ACTION_REPEAT` on ``dm_control/...`` ids (and their pixels,
     ``pixels/dm_control/...``), 1 on every other env."""
-    if is_pixel_id(env_id):
-        env_id = env_id.split("/", 1)[1]
-    return DMC_ACTION_REPEAT if is_dmc_id(env_id) else 1
+    return DMC_ACTION_REPEAT if is_dmc_id(pixel_base(env_id) or env_id) else 1
 
 
 class ActionRepeat(gym.Wrapper):

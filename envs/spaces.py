@@ -234,14 +234,14 @@ def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
         is_minatar_id,
         register_minatar_envs,
     )
-    from loopwm.envs.pixels import is_pixel_id, make_pixel_env, register_pixel_env
+    from loopwm.envs.pixels import make_pixel_env, pixel_base, register_pixel_env
 
     check_positive_int("action_repeat", action_repeat)
 
     if is_minatar_id(env_id):
         register_minatar_envs()
     try:
-        base = env_id.split("/", 1)[1] if is_pixel_id(env_id) else None
+        base = pixel_base(env_id)
         if base is not None and is_dmc_id(base):
             # a gymnasium id holds one namespace: DMC pixels are made here, not registered
             env = make_pixel_env(base, **kwargs)
