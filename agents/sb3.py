@@ -156,7 +156,10 @@ def train_in_dream(
     seed: int = 0,
     uncertainty_penalty: float = 0.0,
     uncertainty_limit: float | None = None,
+    uncertainty_halt: float | None = None,
+    ensemble_step: str = "mean",
     episode_steps: int | None = None,
+    termination: str = "threshold",
     out: str | os.PathLike | None = None,
     progress: bool | None = None,
     device: str = "cpu",
@@ -164,18 +167,26 @@ def train_in_dream(
     """Train an SB3 agent entirely inside the world model, then evaluate it in the dream
     and on the real environment.
 
-    ``uncertainty_penalty`` and ``uncertainty_limit`` (ensemble models only) are the
-    :class:`~loopwm.envs.DreamEnv` options the agent trains under: rewards ``r - λ·u`` and
-    episodes truncated where the members disagree by more than the limit.
+    ``uncertainty_penalty``, ``uncertainty_limit``, ``uncertainty_halt`` and
+    ``ensemble_step`` (ensemble models only) are the :class:`~loopwm.envs.DreamEnv`
+    options the agent trains under: rewards ``r - λ·u``, episodes truncated or terminated
+    where the members disagree by more than the limit or the halt, and a random member's
+    dynamics at each step.
     ``episode_steps`` truncates the training dream's episodes after that many imagined
     steps (MBPO-style short rollouts, with ``start_states`` branching from real data);
     the agent bootstraps at the cut. Default: the real env's episode length.
+    After the scores, the model is checked along the agent's real episodes
+    (:func:`dream_honesty`): its 1-step error there, and with an ensemble whether its
+    disagreement saw that error coming.
+    ``termination`` is the dream's rule for ending episodes (:class:`~loopwm.envs.DreamEnv`'s
+    ``"threshold"`` or ``"sample"``), in training and in both dream scores.
 
     Returns:
         ``{"dream_return": (mean, std), "real_return": (mean, std), ...}``, where
         ``dream_return`` is scored in the dream the agent trained in and
-        ``dream_return_raw`` in the same model without penalty, limit or shortened
-        episodes (whole episodes, as the real return is scored); with ``out``,
+        ``dream_return_raw`` in the same model without penalty, limit, halt, random
+        members or shortened episodes (whole episodes, as the real return is scored);
+        with ``out``,
         the agent is saved to ``out/agent.zip`` and the figures to ``out/dream.json``.
     """
     import json
@@ -188,13 +199,19 @@ def train_in_dream(
 
     check_positive_int("steps", steps)
     check_positive_int("eval_episodes", eval_episodes)
-    options = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
+    options = {
+        "uncertainty_penalty": uncertainty_penalty,
+        "uncertainty_limit": uncertainty_limit,
+        "uncertainty_halt": uncertainty_halt,
+        "ensemble_step": ensemble_step,
+    }
     dream = Monitor(
         make_dream_env(
             checkpoint,
             episode_steps,
             env_id=env_id,
             start_states=start_states,
+            termination=termination,
             device=device,
             **options,
         )
@@ -204,16 +221,29 @@ def train_in_dream(
     agent = make_sb3_agent(algo, dream, seed=seed, device=device)
     agent.learn(steps, callback=ProgressCallback(steps, f"{algo} in dream", progress))
     dream.reset(seed=seed + 10_000)
-    dream_mean, dream_std = evaluate_policy(agent, dream, n_eval_episodes=eval_episodes)
+    dream_seen = _Transitions()
+    dream_mean, dream_std = evaluate_policy(
+        agent, dream, n_eval_episodes=eval_episodes, callback=dream_seen
+    )
     raw = Monitor(
-        make_dream_env(checkpoint, env_id=env_id, start_states=start_states, device=device)
+        make_dream_env(
+            checkpoint,
+            env_id=env_id,
+            start_states=start_states,
+            termination=termination,
+            device=device,
+        )
     )
     raw.reset(seed=seed + 10_000)
     raw_mean, raw_std = evaluate_policy(agent, raw, n_eval_episodes=eval_episodes)
     raw.close()
     real = Monitor(make_env(env_id, action_repeat=action_repeat))
     real.reset(seed=seed + 20_000)
-    real_mean, real_std = evaluate_policy(agent, real, n_eval_episodes=eval_episodes)
+    real_seen = _Transitions()
+    real_mean, real_std = evaluate_policy(
+        agent, real, n_eval_episodes=eval_episodes, callback=real_seen
+    )
+    honesty = dream_honesty(dream.unwrapped.core, real_seen, dream_seen)
     result = {
         "env_id": env_id,
         "action_repeat": action_repeat,
@@ -223,9 +253,11 @@ def train_in_dream(
         "eval_episodes": eval_episodes,
         **options,
         "episode_steps": episode_steps,
+        "termination": termination,
         "dream_return": [float(dream_mean), float(dream_std)],
         "dream_return_raw": [float(raw_mean), float(raw_std)],
         "real_return": [float(real_mean), float(real_std)],
+        "honesty": honesty,
     }
     if out is not None:
         out = Path(out)
@@ -235,3 +267,80 @@ def train_in_dream(
     dream.close()
     real.close()
     return result
+
+
+class _Transitions:
+    """An ``evaluate_policy`` callback that keeps each step's observation, action, next
+    observation, whether the env terminated it, and the dream's ``uncertainty``."""
+
+    def __init__(self) -> None:
+        self.obs, self.actions, self.next_obs, self.terminated, self.uncertainty = (
+            [] for _ in range(5)
+        )
+
+    def __call__(self, local: dict, _globals: dict) -> None:
+        i, info = local["i"], local["info"]
+        done = bool(local["done"])
+        self.obs.append(np.asarray(local["observations"][i]))
+        self.actions.append(np.asarray(local["actions"][i]))
+        # a vec env resets at once: the episode's last observation is in the info
+        nxt = info["terminal_observation"] if done else local["new_observations"][i]
+        self.next_obs.append(np.asarray(nxt))
+        self.terminated.append(done and not info.get("TimeLimit.truncated", False))
+        if "uncertainty" in info:
+            self.uncertainty.append(float(info["uncertainty"]))
+
+
+def dream_honesty(core, real: _Transitions, dream: _Transitions | None = None) -> dict:
+    """How far the world model can be trusted along a policy's *real* transitions.
+
+    Returns ``model_error``: the model's mean 1-step error there (squared, per observation
+    dimension, in its standardised units: 1.0 is the training data's variance; a
+    decoder-free model: nan); ``cont_at_terminations``: its mean predicted continuation
+    at the real env's terminations (0 is right; nan if none) and ``terminations``;
+    ``reach``, for flat observations, the largest ``|observation|`` per dimension the
+    episodes reached, in the model's standardised units (a value far above 3 lies outside
+    the data the model was fitted on); with
+    an ensemble also ``uncertainty`` (mean disagreement ``u`` there),
+    ``uncertainty_error_spearman`` (does ``u`` rank those errors?) and, given the
+    dream's own transitions, ``dream_uncertainty`` (its mean ``u`` in the dream: a real
+    ``u`` far above it means the policy reaches states the dream never showed it).
+    """
+    import torch
+
+    from loopwm.training import spearman
+
+    model = core.model
+    n = len(real.obs)
+    with torch.no_grad():
+        obs = core._tensor(np.stack(real.obs).reshape(n, -1))
+        nxt = core._tensor(np.stack(real.next_obs).reshape(n, -1))
+        out = model.step(
+            model.encode(obs), core._tensor(core.actions.check(np.stack(real.actions), n))
+        )
+        error = (
+            (model.decode(out.latent, standardized=True) - model.standardize(nxt)).pow(2).mean(-1)
+            if model.decodes
+            else torch.full((n,), float("nan"))
+        )
+        cont = out.cont.cpu().numpy()
+        reach = model.standardize(nxt).abs().amax(0).cpu().numpy()
+    error = error.cpu().numpy()
+    terminated = np.asarray(real.terminated, dtype=bool)
+    record = {
+        "transitions": n,
+        "model_error": float(error.mean()),
+        "terminations": int(terminated.sum()),
+        "cont_at_terminations": float(cont[terminated].mean())
+        if terminated.any()
+        else float("nan"),
+    }
+    if not core.image:
+        record["reach"] = [round(float(x), 3) for x in reach]
+    if out.uncertainty is not None:
+        u = out.uncertainty.cpu().numpy()
+        record["uncertainty"] = float(u.mean())
+        record["uncertainty_error_spearman"] = spearman(u, error) if n > 1 else float("nan")
+        if dream is not None and dream.uncertainty:
+            record["dream_uncertainty"] = float(np.mean(dream.uncertainty))
+    return record

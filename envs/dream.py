@@ -5,8 +5,9 @@ Observations and actions live in the *real* environment's spaces, so a policy tr
 the dream runs unchanged on the real environment. Each step is one imagined transition:
 the observation is the decoded latent, the reward comes from the reward head, and the
 episode terminates when the continuation head's probability falls below
-``cont_threshold``. Time limits are gymnasium's (``TimeLimit`` for :class:`DreamEnv`, a
-per-env step counter in :class:`DreamVectorEnv`).
+``cont_threshold`` (or, with ``termination="sample"``, with probability ``1 - cont``).
+Time limits are gymnasium's (``TimeLimit`` for :class:`DreamEnv`, a per-env step counter
+in :class:`DreamVectorEnv`).
 
 Actions outside the action space are **clipped** to it (as MuJoCo's own ``ctrlrange``
 would); NaN, inf or wrongly shaped actions raise ``ValueError``.
@@ -31,6 +32,8 @@ from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
 
 ModelSource = WorldModel | str | os.PathLike
+TERMINATIONS = ("threshold", "sample")
+ENSEMBLE_STEPS = ("mean", "random")
 StartStates = np.ndarray | str | os.PathLike | None
 
 
@@ -47,7 +50,12 @@ class DreamCore:
             limit becomes ``ceil(max_episode_steps / action_repeat)`` imagined steps.
         start_states: where episodes start: ``None`` for the real env's ``reset``, an array
             of observations (N, obs_dim), or a dataset folder from ``loopwm collect``.
-        cont_threshold: terminate when the predicted continuation probability is below it.
+        termination: how an imagined episode ends: ``"threshold"`` when the predicted
+            continuation probability is below ``cont_threshold``; ``"sample"`` with
+            probability ``1 - cont`` at each step, drawn from the env's ``np_random`` (an
+            unbiased draw from the model's own belief: a boundary it predicts at 0.8 ends 1
+            episode in 5 there rather than none).
+        cont_threshold: the ``"threshold"`` rule's probability.
         tol, max_iters: loop halting settings for every step (model defaults if ``None``).
         uncertainty_penalty: ``λ >= 0``; each reward becomes ``r - λ·u`` (MOPO), where
             ``u`` is the ensemble's disagreement about the next observation (``info``'s
@@ -56,6 +64,14 @@ class DreamCore:
         uncertainty_limit: truncate an episode once ``u`` exceeds this (``> 0``; MBPO-style
             short rollouts where the model is trusted); ``info["uncertainty_truncated"]``
             says so. ``None``: never. Needs a model with ``ensemble >= 2``.
+        uncertainty_halt: *terminate* an episode once ``u`` exceeds this (``> 0``; MOReL's
+            absorbing HALT state: nothing is earned after it, so an agent learns to stay
+            where the members agree); ``info["uncertainty_halted"]`` says so. ``None``:
+            never. Needs a model with ``ensemble >= 2``.
+        ensemble_step: how an ensemble's next state is chosen: ``"mean"``, the members'
+            mean latent with their mean reward and continuation; or ``"random"``, one
+            member drawn per sample and step from ``np_random`` (PETS' and MBPO's
+            trajectory sampling), so the dream's dynamics vary as much as its members do.
         render_mode: ``"rgb_array"`` renders imagined states with the real env's MuJoCo
             model, or an image model's decoded frames (``None``: no rendering).
     """
@@ -67,18 +83,25 @@ class DreamCore:
         env_id: str | None = None,
         action_repeat: int | None = None,
         start_states: StartStates = None,
+        termination: str = "threshold",
         cont_threshold: float = 0.5,
         tol: float | None = None,
         max_iters: int | None = None,
         uncertainty_penalty: float = 0.0,
         uncertainty_limit: float | None = None,
+        uncertainty_halt: float | None = None,
+        ensemble_step: str = "mean",
         render_mode: str | None = None,
         render_size: tuple[int, int] = (480, 480),
         device: str | torch.device = "cpu",
     ) -> None:
         from loopwm.checkpoint import load, recorded_action_repeat
 
-        _check_uncertainty_options(uncertainty_penalty, uncertainty_limit)
+        _check_uncertainty_options(uncertainty_penalty, uncertainty_limit, uncertainty_halt)
+        if ensemble_step not in ENSEMBLE_STEPS:
+            raise ConfigError(
+                f"ensemble_step must be one of {ENSEMBLE_STEPS}, got {ensemble_step!r}"
+            )
         if isinstance(model, WorldModel):
             self.model = model.to(device).eval()
         elif isinstance(model, (str, os.PathLike)):
@@ -94,6 +117,8 @@ class DreamCore:
             raise ConfigError("env_id is required: the model does not record its environment")
         if not 0.0 <= cont_threshold <= 1.0:
             raise ConfigError(f"cont_threshold must be in [0, 1], got {cont_threshold}")
+        if termination not in TERMINATIONS:
+            raise ConfigError(f"termination must be one of {TERMINATIONS}, got {termination!r}")
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         cfg = self.model.config
@@ -133,17 +158,27 @@ class DreamCore:
         limit = episode_limit(self.real_env)
         # the real limit counts env steps; an imagined step spans action_repeat of them
         self.max_episode_steps = -(-limit // self.action_repeat) if limit else None
+        self.termination = termination
         self.cont_threshold = cont_threshold
         self.tol, self.max_iters = self.model.loop_settings(tol, max_iters)
         self.ensemble = cfg.ensemble
-        if self.ensemble == 1 and (uncertainty_penalty > 0 or uncertainty_limit is not None):
+        needs_members = {
+            "uncertainty_penalty": uncertainty_penalty > 0,
+            "uncertainty_limit": uncertainty_limit is not None,
+            "uncertainty_halt": uncertainty_halt is not None,
+            "ensemble_step='random'": ensemble_step == "random",
+        }
+        if self.ensemble == 1 and any(needs_members.values()):
             self.real_env.close()
+            names = ", ".join(name for name, used in needs_members.items() if used)
             raise ConfigError(
-                "uncertainty_penalty and uncertainty_limit need an ensemble world model "
-                "(fit one with --wm.ensemble 5); this model has a single member"
+                f"{names} need(s) an ensemble world model (fit one with --wm.ensemble 5); "
+                "this model has a single member"
             )
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.uncertainty_limit = uncertainty_limit
+        self.uncertainty_halt = uncertainty_halt
+        self.ensemble_step = ensemble_step
         self.start_states = _load_start_states(start_states, self.observations)
         self.render_mode = render_mode
         self.renderer = None
@@ -178,13 +213,20 @@ class DreamCore:
         return latent
 
     @torch.no_grad()
-    def step(self, latent: torch.Tensor, actions: np.ndarray) -> tuple:
+    def step(self, latent: torch.Tensor, actions: np.ndarray, rng: np.random.Generator) -> tuple:
         """Imagine one step for a batch of checked actions: returns ``(latent, obs, reward,
         terminated, truncated, info)`` with numpy arrays for everything but the latent;
         ``info`` holds ``loop_iters``, ``residual`` and ``cont`` arrays, and with an
-        ensemble ``uncertainty`` and ``uncertainty_truncated``. ``truncated`` is set only
-        by ``uncertainty_limit`` (time limits belong to the envs)."""
+        ensemble ``uncertainty``, ``uncertainty_truncated`` and ``uncertainty_halted``.
+        ``truncated`` is set only by ``uncertainty_limit`` (time limits belong to the
+        envs). ``rng`` draws the ``"sample"`` termination and the ``"random"`` members."""
         out = self.model.step(latent, self._tensor(actions), tol=self.tol, max_iters=self.max_iters)
+        if self.ensemble_step == "random":  # each sample follows one member this step
+            k = torch.as_tensor(rng.integers(0, self.ensemble, len(actions)), device=latent.device)
+            rows = torch.arange(len(actions), device=latent.device)
+            out.latent = out.members[k, rows]
+            out.reward_symlog = out.member_reward_symlog[k, rows]
+            out.cont_logit = out.member_cont_logit[k, rows]
         cont = out.cont.cpu().numpy().astype(np.float64)
         info = {
             "loop_iters": out.iters.cpu().numpy(),
@@ -198,9 +240,18 @@ class DreamCore:
             reward = reward - self.uncertainty_penalty * uncertainty
             if self.uncertainty_limit is not None:
                 truncated = uncertainty > self.uncertainty_limit
+            halted = np.zeros(len(reward), dtype=bool)
+            if self.uncertainty_halt is not None:
+                halted = uncertainty > self.uncertainty_halt
             info["uncertainty"] = uncertainty
             info["uncertainty_truncated"] = truncated.copy()
-        terminated = cont < self.cont_threshold
+            info["uncertainty_halted"] = halted
+        if self.termination == "sample":
+            terminated = rng.random(len(cont)) >= cont
+        else:
+            terminated = cont < self.cont_threshold
+        if out.uncertainty is not None:
+            terminated |= halted
         return out.latent, self.decode(out.latent), reward, terminated, truncated, info
 
     @torch.no_grad()
@@ -222,10 +273,12 @@ def _describe(obs_dim: int, image_shape: tuple) -> str:
     return f"{obs_dim}-dim observations"
 
 
-def _check_uncertainty_options(penalty: float, limit: float | None) -> None:
+def _check_uncertainty_options(penalty: float, limit: float | None, halt: float | None) -> None:
     check_nonnegative("uncertainty_penalty", penalty)
     if limit is not None:
         check_positive("uncertainty_limit", limit)
+    if halt is not None:
+        check_positive("uncertainty_halt", halt)
 
 
 def _load_start_states(start_states: StartStates, observations: ObsCodec) -> np.ndarray | None:
@@ -294,7 +347,7 @@ class DreamEnv(gym.Env):
             raise gym.error.ResetNeeded("call reset() before step()")
         action = self.core.actions.check(action, 1)  # validated; clipped or one-hot
         latent, obs, reward, terminated, truncated, batch_info = self.core.step(
-            self._latent, action
+            self._latent, action, self.np_random
         )
         self._latent, self._obs = latent, obs[0]
         if self.core.renderer is not None:
@@ -394,7 +447,7 @@ class DreamVectorEnv(VectorEnv):
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = self.core.actions.check(actions, self.num_envs)
         latent, obs, reward, terminated, truncated, batch_info = self.core.step(
-            self._latent, actions
+            self._latent, actions, self.np_random
         )
         self._steps += 1
         if self.max_episode_steps:
@@ -414,6 +467,7 @@ class DreamVectorEnv(VectorEnv):
             if "uncertainty" in batch_info:
                 batch_info["uncertainty"][resetting] = 0.0
                 batch_info["uncertainty_truncated"][resetting] = False
+                batch_info["uncertainty_halted"][resetting] = False
             self._steps[resetting] = 0
         self._latent = latent
         self._needs_reset = terminated | truncated

@@ -131,7 +131,10 @@ def cmd_dream(args: argparse.Namespace) -> int:
         seed=args.seed,
         uncertainty_penalty=args.uncertainty_penalty,
         uncertainty_limit=args.uncertainty_limit,
+        uncertainty_halt=args.uncertainty_halt,
+        ensemble_step=args.ensemble_step,
         episode_steps=args.episode_steps,
+        termination=args.termination,
         out=out,
         progress=_progress(args),
         device=args.device,
@@ -139,10 +142,33 @@ def cmd_dream(args: argparse.Namespace) -> int:
     dream, real = result["dream_return"], result["real_return"]
     print(f"{args.algo} trained for {args.steps} imagined steps in a model of {result['env_id']}")
     print(f"  return in the dream:    {dream[0]:10.2f} +- {dream[1]:.2f}")
-    if args.uncertainty_penalty or args.uncertainty_limit is not None or args.episode_steps:
+    shaped = (
+        args.uncertainty_penalty
+        or args.uncertainty_limit is not None
+        or args.uncertainty_halt is not None
+        or args.ensemble_step != "mean"
+        or args.episode_steps
+    )
+    if shaped:
         raw = result["dream_return_raw"]
-        print(f"  ... in whole episodes without penalty/limit: {raw[0]:7.2f} +- {raw[1]:.2f}")
+        print(f"  ... in whole episodes, the plain dream: {raw[0]:7.2f} +- {raw[1]:.2f}")
     print(f"  return on the real env: {real[0]:10.2f} +- {real[1]:.2f}")
+    h = result["honesty"]
+    print(
+        f"the model along the agent's real episodes: 1-step error {h['model_error']:.4f} "
+        "(squared, standardised: the data's variance is 1)"
+    )
+    if h["terminations"]:
+        print(
+            f"  predicted continuation at the {h['terminations']} real terminations: "
+            f"{h['cont_at_terminations']:.2f} (right: 0; the dream ends below 0.5)"
+        )
+    if "uncertainty" in h:
+        print(
+            f"  disagreement u there {h['uncertainty']:.4f}, in the dream "
+            f"{h.get('dream_uncertainty', math.nan):.4f}; Spearman(u, error) "
+            f"{h['uncertainty_error_spearman']:.2f}"
+        )
     print(f"wrote {out}/agent.zip and {out}/dream.json")
     return 0
 
@@ -454,11 +480,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="truncate imagined episodes where u > U (needs --wm.ensemble >= 2)",
     )
     p.add_argument(
+        "--uncertainty-halt",
+        type=float,
+        metavar="U",
+        help="terminate imagined episodes where u > U, earning nothing after (MOReL's HALT; "
+        "needs --wm.ensemble >= 2)",
+    )
+    p.add_argument(
+        "--ensemble-step",
+        choices=["mean", "random"],
+        default="mean",
+        help="an ensemble's next state: the members' mean, or one member drawn per step",
+    )
+    p.add_argument(
         "--episode-steps",
         type=int,
         metavar="N",
         help="truncate training episodes after N imagined steps (MBPO-style short rollouts, "
         "with --start-states; default: the real env's episode length)",
+    )
+    p.add_argument(
+        "--termination",
+        choices=["threshold", "sample"],
+        default="threshold",
+        help="end imagined episodes where the predicted continuation is below 0.5 "
+        "(threshold) or with probability 1 - continuation at each step (sample)",
     )
     p.add_argument("--out", help="output folder (default runs/dream/ALGO)")
     _common(p)

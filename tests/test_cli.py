@@ -108,8 +108,11 @@ def test_dream_trains_sb3_in_the_model_and_evaluates_on_the_real_env(
     assert cli(f"{command} --out {out} --quiet") == 0
     printed = capsys.readouterr().out
     assert "return on the real env" in printed
+    assert "the model along the agent's real episodes: 1-step error" in printed
     result = json.loads((out / "dream.json").read_text())
     assert result["env_id"] == "InvertedPendulum-v5" and result["dream_steps"] == 128
+    # two real episodes, each ended by the pole falling (a real termination)
+    assert result["honesty"]["terminations"] == 2 and result["honesty"]["model_error"] > 0
     assert result["real_return"][0] >= 1  # InvertedPendulum pays 1 per step survived
     assert (out / "agent.zip").is_file()
 
@@ -123,7 +126,7 @@ def test_dream_trains_in_short_rollouts_branching_from_real_data(
         f"--start-states {pendulum_dir} --episode-steps 4 --out {out} --quiet"
     )
     assert cli(command) == 0
-    assert "in whole episodes without penalty/limit" in capsys.readouterr().out
+    assert "in whole episodes, the plain dream" in capsys.readouterr().out
     result = json.loads((out / "dream.json").read_text())
     assert result["episode_steps"] == 4
     # scored where it trained, an episode lasts at most 4 imagined steps of reward ~1

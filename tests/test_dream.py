@@ -82,6 +82,46 @@ def test_termination_from_continuation_head_and_time_limit(pendulum_checkpoint):
     assert default_limit.spec.max_episode_steps == 1000  # the real env's time limit
 
 
+def constant_continuation(checkpoint, p: float):
+    """The checkpoint's model with a continuation head that predicts ``p`` everywhere."""
+    model = load(checkpoint)
+    last = [m for m in model.cont_head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(float(np.log(p / (1 - p))))
+    return model
+
+
+def test_sampled_termination_ends_episodes_with_the_predicted_probability(pendulum_checkpoint):
+    model = constant_continuation(pendulum_checkpoint, 0.7)
+    # the threshold rule never ends an episode the model continues with probability 0.7
+    threshold = DreamVectorEnv(model, 400, env_id="InvertedPendulum-v5")
+    threshold.reset(seed=0)
+    assert not threshold.step(np.zeros((400, 1)))[2].any()
+    # sampled: 30% end at each step (400 draws: 5 standard deviations is 0.11), seeded
+    sampled = [
+        DreamVectorEnv(model, 400, env_id="InvertedPendulum-v5", termination="sample")
+        for _ in range(2)
+    ]
+    ends = []
+    for env in sampled:
+        env.reset(seed=3)
+        ends.append(env.step(np.zeros((400, 1)))[2])
+    assert abs(ends[0].mean() - 0.3) < 0.11
+    np.testing.assert_array_equal(ends[0], ends[1])
+    single = DreamEnv(model, env_id="InvertedPendulum-v5", termination="sample")
+    lengths = []
+    for seed in range(200):
+        single.reset(seed=seed)
+        steps = 1
+        while not single.step(np.zeros(1))[2]:
+            steps += 1
+        lengths.append(steps)
+    assert abs(np.mean(lengths) - 1 / 0.3) < 0.6  # geometric: mean 3.3, std of the mean 0.2
+    with pytest.raises(ValueError, match="termination must be one of"):
+        DreamEnv(model, env_id="InvertedPendulum-v5", termination="never")
+
+
 def test_dream_episodes_can_be_longer_than_the_real_envs(pendulum_checkpoint):
     # gym.make's max_episode_steps sits outside the entry point's TimeLimit; episode_steps
     # is the entry point's own and replaces the real env's limit of 1000

@@ -20,6 +20,7 @@ from loopwm.envs.dream import DreamEnv, DreamVectorEnv
 from loopwm.errors import CheckpointError, ConfigError
 from loopwm.fit import fit
 from loopwm.models import MODEL_NAMES, build_model, model_config
+from loopwm.networks import symexp
 from loopwm.solver import certified_stop, solve
 from loopwm.training import spearman, world_model_loss
 from tests.conftest import random_batch
@@ -267,6 +268,80 @@ def test_dream_vector_env_truncates_where_members_disagree(ensemble_checkpoint):
     assert (infos["uncertainty"][truncated] == 0).all()
 
 
+def test_dream_halt_terminates_where_members_disagree(ensemble_checkpoint):
+    path, _ = ensemble_checkpoint
+    probe = DreamVectorEnv(path, 8, cont_threshold=0.0)
+    probe.reset(seed=0)
+    *_, infos = probe.step(np.zeros((8, 1), np.float32))
+    halt = float(np.median(infos["uncertainty"]))
+    env = DreamVectorEnv(path, 8, cont_threshold=0.0, uncertainty_halt=halt)
+    env.reset(seed=0)
+    _, _, terminated, truncated, infos = env.step(np.zeros((8, 1), np.float32))
+    np.testing.assert_array_equal(terminated, infos["uncertainty"] > halt)
+    np.testing.assert_array_equal(infos["uncertainty_halted"], terminated)
+    assert 0 < terminated.sum() < 8 and not truncated.any()
+
+
+def test_random_ensemble_step_follows_one_member_per_sample(ensemble_checkpoint):
+    path, _ = ensemble_checkpoint
+    env = DreamVectorEnv(path, 64, ensemble_step="random", cont_threshold=0.0)
+    obs, _ = env.reset(seed=0)
+    model = env.core.model
+    start = env.core.encode(obs)
+    actions = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
+    with torch.no_grad():
+        out = model.step(start, torch.as_tensor(actions))
+        decoded = model.decode(out.members.flatten(0, 1)).numpy()
+        member_obs = env.core.observations.to_env(decoded).reshape(-1, 64, obs.shape[1])
+        member_reward = symexp(out.member_reward_symlog)
+    nxt, reward, *_ = env.step(actions)
+    # each sample's observation and reward are one member's, and not all the same member
+    match = np.isclose(member_obs, nxt[None], rtol=1e-5, atol=1e-6).all(-1)  # (K, B)
+    assert match.any(0).all()
+    chosen = match.argmax(0)
+    np.testing.assert_allclose(reward, member_reward.numpy()[chosen, np.arange(64)], rtol=1e-5)
+    assert len(set(chosen.tolist())) > 1
+    again = DreamVectorEnv(path, 64, ensemble_step="random", cont_threshold=0.0)
+    again.reset(seed=0)
+    np.testing.assert_array_equal(again.step(actions)[0], nxt)  # seeded by np_random
+
+
+def test_dream_honesty_checks_the_model_along_real_episodes(ensemble_checkpoint):
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from loopwm.agents.sb3 import _Transitions, dream_honesty
+
+    class Push:  # full force to the right: the pole falls within a few dozen steps
+        def predict(self, obs, **kwargs):
+            return np.full((len(obs), 1), 3.0, np.float32), None
+
+    real = Monitor(gym.make("InvertedPendulum-v5"))
+    real.reset(seed=0)
+    seen = _Transitions()
+    _, lengths = evaluate_policy(
+        Push(), real, n_eval_episodes=2, callback=seen, return_episode_rewards=True
+    )
+    assert len(seen.obs) == sum(lengths) and sum(seen.terminated) == 2
+    # each episode's last transition reaches the fallen pole, not the next reset state
+    last = np.stack(seen.next_obs)[np.array(seen.terminated)]
+    assert (np.abs(last[:, 1]) > 0.2).all()
+    core = DreamEnv(ensemble_checkpoint[0]).core
+    honesty = dream_honesty(core, seen)
+    model = core.model
+    with torch.no_grad():
+        obs = torch.as_tensor(np.stack(seen.obs), dtype=torch.float32)
+        nxt = torch.as_tensor(np.stack(seen.next_obs), dtype=torch.float32)
+        out = model.step(model.encode(obs), torch.full((len(obs), 1), 3.0))
+        error = (model.decode(out.latent, standardized=True) - model.standardize(nxt)).pow(2)
+    assert honesty["model_error"] == pytest.approx(float(error.mean()), rel=1e-5)
+    assert honesty["terminations"] == 2 and 0 <= honesty["cont_at_terminations"] <= 1
+    assert honesty["uncertainty"] == pytest.approx(float(out.uncertainty.mean()), rel=1e-5)
+    assert -1 <= honesty["uncertainty_error_spearman"] <= 1
+    reach = model.standardize(nxt).abs().amax(0).numpy()
+    np.testing.assert_allclose(honesty["reach"], reach, atol=1e-3)
+
+
 def test_dream_env_with_uncertainty_passes_the_env_checker(ensemble_checkpoint):
     from gymnasium.utils.env_checker import check_env
 
@@ -281,6 +356,8 @@ def test_dream_env_with_uncertainty_passes_the_env_checker(ensemble_checkpoint):
         ({"uncertainty_penalty": float("inf")}, "uncertainty_penalty must be a finite number >= 0"),
         ({"uncertainty_limit": 0.0}, "uncertainty_limit must be a positive number"),
         ({"uncertainty_limit": -2}, "uncertainty_limit must be a positive number"),
+        ({"uncertainty_halt": 0.0}, "uncertainty_halt must be a positive number"),
+        ({"ensemble_step": "median"}, "ensemble_step must be one of"),
     ],
 )
 def test_bad_uncertainty_options_are_refused(ensemble_checkpoint, kwargs, message):
@@ -289,8 +366,13 @@ def test_bad_uncertainty_options_are_refused(ensemble_checkpoint, kwargs, messag
 
 
 def test_uncertainty_options_on_a_single_model_are_refused(pendulum_checkpoint):
-    for kwargs in ({"uncertainty_penalty": 1.0}, {"uncertainty_limit": 0.5}):
-        with pytest.raises(ConfigError, match="need an ensemble world model"):
+    for kwargs in (
+        {"uncertainty_penalty": 1.0},
+        {"uncertainty_limit": 0.5},
+        {"uncertainty_halt": 0.5},
+        {"ensemble_step": "random"},
+    ):
+        with pytest.raises(ConfigError, match="need.* an ensemble world model"):
             DreamEnv(pendulum_checkpoint, **kwargs)
 
 
