@@ -18,9 +18,15 @@ Three parts, each seed side by side:
   InvertedPendulum models (``loopwm dream``), then scored over 10 episodes in the dream it
   trained in, in the same model without penalty or limit, and on the real env. Variants:
   the single model; the ensemble; the ensemble with the reward penalty ``r - λ·u``; the
-  ensemble with truncation where ``u`` exceeds a limit; and MBPO's and MOPO's recipe, the
+  ensemble with truncation where ``u`` exceeds a limit; MBPO's and MOPO's recipe, the
   ensemble with 10-step training episodes that start at the fitted data's own states
-  (``branched``), with and without the penalty.
+  (``branched``), with and without the penalty; episodes ended with probability
+  ``1 - cont`` rather than below 0.5 (``sample``); MOReL's HALT, episodes *terminated*
+  where ``u`` exceeds the limit (``halt``); one random member's dynamics per step (PETS'
+  and MBPO's trajectory sampling, ``random``), and both (``random_halt``). Each records
+  the model along the agent's real episodes (``honesty``: its 1-step error there, its
+  continuation at the real terminations, the observations' reach and ``u`` there and in
+  the dream).
 
     python benchmarks/uncertainty.py             # 3 seeds, about 80 minutes on 2 cores
     python benchmarks/uncertainty.py --seeds 0   # one seed
@@ -68,7 +74,18 @@ DATA_STEPS = 20_000
 DREAM_STEPS = 10_000
 EVAL_EPISODES = 10
 WINDOWS = 4096  # held-out 1-step windows scored per model
-DREAM_VARIANTS = ("single", "ensemble", "penalty", "limit", "branched", "branched_penalty")
+DREAM_VARIANTS = (
+    "single",
+    "ensemble",
+    "penalty",
+    "limit",
+    "branched",
+    "branched_penalty",
+    "sample",
+    "halt",
+    "random",
+    "random_halt",
+)
 BRANCH_STEPS = 10  # imagined steps per training episode of the branched variants
 
 
@@ -204,6 +221,13 @@ def dream(
         "limit": (checkpoints["ensemble"], {"uncertainty_limit": limit}),
         "branched": (checkpoints["ensemble"], branched),
         "branched_penalty": (checkpoints["ensemble"], {**branched, "uncertainty_penalty": penalty}),
+        "sample": (checkpoints["ensemble"], {"termination": "sample"}),
+        "halt": (checkpoints["ensemble"], {"uncertainty_halt": limit}),
+        "random": (checkpoints["ensemble"], {"ensemble_step": "random"}),
+        "random_halt": (
+            checkpoints["ensemble"],
+            {"ensemble_step": "random", "uncertainty_halt": limit},
+        ),
     }
     record = {}
     for name in names:
@@ -223,6 +247,7 @@ def dream(
             "dream_return": result["dream_return"],
             "dream_return_raw": result["dream_return_raw"],
             "real_return": result["real_return"],
+            "honesty": result["honesty"],
             "wall_seconds": time.perf_counter() - started,
         }
         print(
