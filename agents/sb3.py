@@ -313,10 +313,10 @@ def dream_honesty(core, real: _Transitions, dream: _Transitions | None = None) -
     model = core.model
     n = len(real.obs)
     with torch.no_grad():
-        obs = core._tensor(np.stack(real.obs).reshape(n, -1))
-        nxt = core._tensor(np.stack(real.next_obs).reshape(n, -1))
+        obs = core.tensor(np.stack(real.obs).reshape(n, -1))
+        nxt = core.tensor(np.stack(real.next_obs).reshape(n, -1))
         out = model.step(
-            model.encode(obs), core._tensor(core.actions.check(np.stack(real.actions), n))
+            model.encode(obs), core.tensor(core.actions.check(np.stack(real.actions), n))
         )
         error = (
             (model.decode(out.latent, standardized=True) - model.standardize(nxt)).pow(2).mean(-1)

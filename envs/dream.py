@@ -203,7 +203,7 @@ class DreamCore:
     def encode(self, obs: np.ndarray) -> torch.Tensor:
         """Latents (n, D) of start observations (n, *shape); a start state too far from
         anything the model can represent (its latent overflows) is a clear error."""
-        latent = self.model.encode(self._tensor(np.asarray(obs).reshape(len(obs), -1)))
+        latent = self.model.encode(self.tensor(np.asarray(obs).reshape(len(obs), -1)))
         if not torch.isfinite(latent).all():
             worst = float(np.abs(np.asarray(obs, dtype=np.float64)).max())
             raise ConfigError(
@@ -220,7 +220,7 @@ class DreamCore:
         ensemble ``uncertainty``, ``uncertainty_truncated`` and ``uncertainty_halted``.
         ``truncated`` is set only by ``uncertainty_limit`` (time limits belong to the
         envs). ``rng`` draws the ``"sample"`` termination and the ``"random"`` members."""
-        out = self.model.step(latent, self._tensor(actions), tol=self.tol, max_iters=self.max_iters)
+        out = self.model.step(latent, self.tensor(actions), tol=self.tol, max_iters=self.max_iters)
         if self.ensemble_step == "random":  # each sample follows one member this step
             k = torch.as_tensor(rng.integers(0, self.ensemble, len(actions)), device=latent.device)
             rows = torch.arange(len(actions), device=latent.device)
@@ -260,7 +260,8 @@ class DreamCore:
         its bounds (images: rounded to uint8 pixels)."""
         return self.observations.to_env(self.model.decode(latent).cpu().numpy())
 
-    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+    def tensor(self, x: np.ndarray) -> torch.Tensor:
+        """An array as a tensor on the model's device, in its dtype."""
         return torch.as_tensor(np.asarray(x), device=self._device, dtype=self._dtype)
 
     def close(self) -> None:

@@ -461,7 +461,9 @@ def test_command_line_fits_an_ensemble_and_trains_in_its_penalised_dream(
         f"--eval-episodes 1 --uncertainty-penalty 2 --out {dream_out} --quiet"
     )
     assert main(command.split()) == 0
-    assert "without penalty/limit" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "in whole episodes, the plain dream" in printed
+    assert "disagreement u there" in printed  # the ensemble's honesty line
     result = json.loads((dream_out / "dream.json").read_text())
     assert result["uncertainty_penalty"] == 2.0
     assert result["dream_return"][0] < result["dream_return_raw"][0]
