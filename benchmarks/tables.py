@@ -441,6 +441,10 @@ DREAM_VARIANTS = {
     "limit": "ensemble, truncated at u > limit",
     "branched": "ensemble, 10-step episodes from the data's states",
     "branched_penalty": "ensemble, 10-step episodes from the data's states, r - λ·u",
+    "sample": "ensemble, termination sampled from 1 - cont",
+    "halt": "ensemble, terminated at u > limit (MOReL's halt)",
+    "random": "ensemble, one random member per step",
+    "random_halt": "ensemble, one random member per step, terminated at u > limit",
 }
 README_DREAM_VARIANTS = ("single", "ensemble", "penalty", "limit")  # the README's length
 
@@ -480,6 +484,35 @@ def dream_sac_table(name: str = "uncertainty") -> str:
             f"| {label} | {_spread(dream)} | {_spread(raw)} | {_spread(real)} | "
             + ", ".join(f"{v:.0f}" for v in real)
             + f" | {np.mean(real) / np.mean(raw):.0%} |"
+        )
+    return "\n".join(rows)
+
+
+def dream_honesty_table(name: str = "uncertainty") -> str:
+    """The model along each dream-trained SAC's real episodes (``honesty``), mean over
+    seeds: where the dream lied."""
+    import numpy as np
+
+    rows = [
+        "| SAC trained in | real return | model's 1-step error there | continuation at the "
+        "real terminations | largest reach (dimension) | u there ÷ u in the dream | "
+        "Spearman(u, error) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, runs in _dream_variants(name):
+        runs = [r for r in runs if "honesty" in r]
+        if not runs:
+            continue
+        h = [r["honesty"] for r in runs]
+        reach = np.array([x["reach"] for x in h])  # (seeds, obs_dim)
+        dim = int(reach.mean(0).argmax())
+        ratio = [x["uncertainty"] / x["dream_uncertainty"] for x in h]
+        rows.append(
+            f"| {label} | {_spread([r['real_return'][0] for r in runs], 0)} | "
+            f"{_spread([x['model_error'] for x in h], 3)} | "
+            f"{_spread([x['cont_at_terminations'] for x in h], 2)} | "
+            f"{_spread(reach[:, dim], 1)} ({dim}) | {_spread(ratio, 1)} | "
+            f"{_spread([x['uncertainty_error_spearman'] for x in h], 2)} |"
         )
     return "\n".join(rows)
 
@@ -900,6 +933,7 @@ TABLES = {
     "dream-sac-short": dream_sac_short,
     "pixels": pixels_table,
     "dmc": dmc_table,
+    "dream-honesty": dream_honesty_table,
     "op-costs": op_costs_table,
     "pixels-cost": pixels_cost_table,
     "regime-map": regime_map_table,

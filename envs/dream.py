@@ -234,6 +234,10 @@ class DreamCore:
             "cont": cont,
         }
         reward = out.reward.cpu().numpy().astype(np.float64)
+        if self.termination == "sample":
+            terminated = rng.random(len(cont)) >= cont
+        else:
+            terminated = cont < self.cont_threshold
         truncated = np.zeros(len(reward), dtype=bool)
         if out.uncertainty is not None:
             uncertainty = out.uncertainty.cpu().numpy().astype(np.float64)
@@ -243,15 +247,10 @@ class DreamCore:
             halted = np.zeros(len(reward), dtype=bool)
             if self.uncertainty_halt is not None:
                 halted = uncertainty > self.uncertainty_halt
+            terminated = terminated | halted
             info["uncertainty"] = uncertainty
             info["uncertainty_truncated"] = truncated.copy()
             info["uncertainty_halted"] = halted
-        if self.termination == "sample":
-            terminated = rng.random(len(cont)) >= cont
-        else:
-            terminated = cont < self.cont_threshold
-        if out.uncertainty is not None:
-            terminated |= halted
         return out.latent, self.decode(out.latent), reward, terminated, truncated, info
 
     @torch.no_grad()
