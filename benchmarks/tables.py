@@ -495,7 +495,7 @@ def dream_honesty_table(name: str = "uncertainty") -> str:
 
     rows = [
         "| SAC trained in | real return | model's 1-step error there | continuation at the "
-        "real terminations | largest reach (dimension) | u there ÷ u in the dream | "
+        "real terminations | largest reach | u there ÷ u in the dream | "
         "Spearman(u, error) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -511,7 +511,7 @@ def dream_honesty_table(name: str = "uncertainty") -> str:
             f"| {label} | {_spread([r['real_return'][0] for r in runs], 0)} | "
             f"{_spread([x['model_error'] for x in h], 3)} | "
             f"{_spread([x['cont_at_terminations'] for x in h], 2)} | "
-            f"{_spread(reach[:, dim], 1)} ({dim}) | {_spread(ratio, 1)} | "
+            f"dimension {dim}: {_spread(reach[:, dim], 1)} | {_spread(ratio, 1)} | "
             f"{_spread([x['uncertainty_error_spearman'] for x in h], 2)} |"
         )
     return "\n".join(rows)
