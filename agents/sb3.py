@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -13,6 +14,9 @@ from tqdm.auto import tqdm
 
 from loopwm.checks import check_positive_int, progress_disabled
 from loopwm.errors import ConfigError, MissingError
+
+if TYPE_CHECKING:
+    from loopwm.envs.dream import DreamCore
 
 SB3_ALGOS = ("ppo", "sac", "td3", "a2c", "ddpg", "dqn")
 CONTINUOUS_ONLY = ("sac", "td3", "ddpg")  # need Box actions
@@ -291,20 +295,22 @@ class _Transitions:
             self.uncertainty.append(float(info["uncertainty"]))
 
 
-def dream_honesty(core, real: _Transitions, dream: _Transitions | None = None) -> dict:
+def dream_honesty(core: DreamCore, real: _Transitions, dream: _Transitions | None = None) -> dict:
     """How far the world model can be trusted along a policy's *real* transitions.
 
-    Returns ``model_error``: the model's mean 1-step error there (squared, per observation
-    dimension, in its standardised units: 1.0 is the training data's variance; a
-    decoder-free model: nan); ``cont_at_terminations``: its mean predicted continuation
-    at the real env's terminations (0 is right; nan if none) and ``terminations``;
+    ``core`` is a :class:`~loopwm.envs.dream.DreamCore` (a dream env's ``core``) and
+    ``real`` the transitions an ``evaluate_policy`` callback kept. Returns
+    ``model_error``: the model's mean 1-step error there (squared, per observation
+    dimension, in its standardised units: 1.0 is the training data's variance; ``None``
+    for a decoder-free model); ``cont_at_terminations``: its mean predicted continuation
+    at the real env's terminations (0 is right; ``None`` if none) and ``terminations``;
     ``reach``, for flat observations, the largest ``|observation|`` per dimension the
-    episodes reached, in the model's standardised units (a value far above 3 lies outside
-    the data the model was fitted on); with
-    an ensemble also ``uncertainty`` (mean disagreement ``u`` there),
-    ``uncertainty_error_spearman`` (does ``u`` rank those errors?) and, given the
-    dream's own transitions, ``dream_uncertainty`` (its mean ``u`` in the dream: a real
-    ``u`` far above it means the policy reaches states the dream never showed it).
+    episodes reached, in the model's standardised units (far above 3 lies outside the
+    data the model was fitted on). With an ensemble also ``uncertainty`` (the mean
+    disagreement ``u`` there), ``uncertainty_error_spearman`` (does ``u`` rank those
+    errors?) and, given the dream's own transitions, ``dream_uncertainty`` (its mean
+    ``u`` in the dream: a real ``u`` far above it means the policy reaches states the
+    dream never showed it).
     """
     import torch
 
@@ -318,29 +324,27 @@ def dream_honesty(core, real: _Transitions, dream: _Transitions | None = None) -
         out = model.step(
             model.encode(obs), core.tensor(core.actions.check(np.stack(real.actions), n))
         )
-        error = (
-            (model.decode(out.latent, standardized=True) - model.standardize(nxt)).pow(2).mean(-1)
-            if model.decodes
-            else torch.full((n,), float("nan"))
-        )
+        standardized = model.standardize(nxt)
+        error = None
+        if model.decodes:
+            predicted = model.decode(out.latent, standardized=True)
+            error = (predicted - standardized).pow(2).mean(-1).cpu().numpy()
         cont = out.cont.cpu().numpy()
-        reach = model.standardize(nxt).abs().amax(0).cpu().numpy()
-    error = error.cpu().numpy()
+        reach = standardized.abs().amax(0).cpu().numpy()
     terminated = np.asarray(real.terminated, dtype=bool)
     record = {
         "transitions": n,
-        "model_error": float(error.mean()),
+        "model_error": None if error is None else float(error.mean()),
         "terminations": int(terminated.sum()),
-        "cont_at_terminations": float(cont[terminated].mean())
-        if terminated.any()
-        else float("nan"),
+        "cont_at_terminations": float(cont[terminated].mean()) if terminated.any() else None,
     }
     if not core.image:
         record["reach"] = [round(float(x), 3) for x in reach]
     if out.uncertainty is not None:
         u = out.uncertainty.cpu().numpy()
         record["uncertainty"] = float(u.mean())
-        record["uncertainty_error_spearman"] = spearman(u, error) if n > 1 else float("nan")
+        ranks = error is not None and n > 1
+        record["uncertainty_error_spearman"] = spearman(u, error) if ranks else None
         if dream is not None and dream.uncertainty:
             record["dream_uncertainty"] = float(np.mean(dream.uncertainty))
     return record

@@ -154,20 +154,23 @@ def cmd_dream(args: argparse.Namespace) -> int:
         print(f"  ... in whole episodes, the plain dream: {raw[0]:7.2f} +- {raw[1]:.2f}")
     print(f"  return on the real env: {real[0]:10.2f} +- {real[1]:.2f}")
     h = result["honesty"]
-    print(
-        f"the model along the agent's real episodes: 1-step error {h['model_error']:.4f} "
-        "(squared, standardised: the data's variance is 1)"
-    )
+    print("the model along the agent's real episodes:")
+    if h["model_error"] is not None:
+        print(
+            f"  1-step error {h['model_error']:.4f} (squared, standardised: the data's "
+            "variance is 1)"
+        )
     if h["terminations"]:
         print(
             f"  predicted continuation at the {h['terminations']} real terminations: "
-            f"{h['cont_at_terminations']:.2f} (right: 0; the dream ends below 0.5)"
+            f"{h['cont_at_terminations']:.2f} (right: 0)"
         )
     if "uncertainty" in h:
+        spearman = h["uncertainty_error_spearman"]
         print(
             f"  disagreement u there {h['uncertainty']:.4f}, in the dream "
-            f"{h.get('dream_uncertainty', math.nan):.4f}; Spearman(u, error) "
-            f"{h['uncertainty_error_spearman']:.2f}"
+            f"{h.get('dream_uncertainty', math.nan):.4f}"
+            + ("" if spearman is None else f"; Spearman(u, error) {spearman:.2f}")
         )
     print(f"wrote {out}/agent.zip and {out}/dream.json")
     return 0

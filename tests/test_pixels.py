@@ -239,6 +239,16 @@ def test_unsupported_image_inputs_are_refused(tmp_path):
         ReplayWriter(tmp_path / "x", obs_dim=4, action_dim=1, obs_dtype="float16")
 
 
+def test_train_in_a_pixel_dream_checks_the_model_on_the_real_frames(pixel_checkpoint):
+    from loopwm.agents import train_in_dream
+
+    result = train_in_dream(pixel_checkpoint, "ppo", 64, eval_episodes=1, progress=False)
+    honesty = result["honesty"]
+    assert honesty["transitions"] >= 1 and honesty["model_error"] > 0
+    assert "reach" not in honesty  # one number per pixel says nothing
+    json.dumps(result, allow_nan=False)  # plain JSON: no NaN
+
+
 def test_sb3_agents_in_a_pixel_dream_get_a_cnn_policy_where_it_can_read_the_images():
     from loopwm.agents.sb3 import sb3_policy_name
 
