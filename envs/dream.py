@@ -170,10 +170,11 @@ class DreamCore:
         }
         if self.ensemble == 1 and any(needs_members.values()):
             self.real_env.close()
-            names = ", ".join(name for name, used in needs_members.items() if used)
+            names = [name for name, used in needs_members.items() if used]
+            verb = "needs" if len(names) == 1 else "need"
             raise ConfigError(
-                f"{names} need(s) an ensemble world model (fit one with --wm.ensemble 5); "
-                "this model has a single member"
+                f"{' and '.join(names)} {verb} an ensemble world model (fit one with "
+                "--wm.ensemble 5); this model has a single member"
             )
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.uncertainty_limit = uncertainty_limit

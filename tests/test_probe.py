@@ -220,7 +220,7 @@ CASES = [
     ("dream --checkpoint {list_extra}", "extra must be a JSON object"),
     ("dream --checkpoint {nan_weights}", "non-finite"),
     ("dream --checkpoint {checkpoint} --algo dqn", "choose --algo from"),
-    ("dream --checkpoint {checkpoint} --uncertainty-penalty 1", "need an ensemble world model"),
+    ("dream --checkpoint {checkpoint} --uncertainty-penalty 1", "needs an ensemble world model"),
     ("dream --checkpoint {checkpoint} --uncertainty-penalty -1", "uncertainty_penalty must be"),
     ("dream --checkpoint {checkpoint} --uncertainty-limit 0", "uncertainty_limit must be"),
     ("dream --checkpoint {checkpoint} --algo nope", "--algo"),

@@ -372,8 +372,11 @@ def test_uncertainty_options_on_a_single_model_are_refused(pendulum_checkpoint):
         {"uncertainty_halt": 0.5},
         {"ensemble_step": "random"},
     ):
-        with pytest.raises(ConfigError, match="need.* an ensemble world model"):
+        name = next(iter(kwargs)).replace("ensemble_step", "ensemble_step='random'")
+        with pytest.raises(ConfigError, match=f"^{name} needs an ensemble world model"):
             DreamEnv(pendulum_checkpoint, **kwargs)
+    with pytest.raises(ConfigError, match="^uncertainty_penalty and uncertainty_halt need an"):
+        DreamEnv(pendulum_checkpoint, uncertainty_penalty=1.0, uncertainty_halt=0.5)
 
 
 def test_bad_ensemble_sizes_are_refused():
