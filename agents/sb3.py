@@ -273,6 +273,9 @@ def train_in_dream(
     return result
 
 
+HONESTY_CHUNK = 1024  # real transitions the honesty check steps the model on at once
+
+
 class _Transitions:
     """An ``evaluate_policy`` callback that keeps each step's observation, action, next
     observation, whether the env terminated it, and the dream's ``uncertainty``."""
@@ -318,19 +321,28 @@ def dream_honesty(core: DreamCore, real: _Transitions, dream: _Transitions | Non
 
     model = core.model
     n = len(real.obs)
+    errors, conts, us, reach = [], [], [], None
     with torch.no_grad():
-        obs = core.tensor(np.stack(real.obs).reshape(n, -1))
-        nxt = core.tensor(np.stack(real.next_obs).reshape(n, -1))
-        out = model.step(
-            model.encode(obs), core.tensor(core.actions.check(np.stack(real.actions), n))
-        )
-        standardized = model.standardize(nxt)
-        error = None
-        if model.decodes:
-            predicted = model.decode(out.latent, standardized=True)
-            error = (predicted - standardized).pow(2).mean(-1).cpu().numpy()
-        cont = out.cont.cpu().numpy()
-        reach = standardized.abs().amax(0).cpu().numpy()
+        # in chunks: a pixel policy's 10 long episodes would not fit in memory at once
+        for start in range(0, n, HONESTY_CHUNK):
+            rows = slice(start, start + HONESTY_CHUNK)
+            m = len(real.obs[rows])
+            obs = core.tensor(np.stack(real.obs[rows]).reshape(m, -1))
+            nxt = core.tensor(np.stack(real.next_obs[rows]).reshape(m, -1))
+            actions = core.actions.check(np.stack(real.actions[rows]), m)
+            out = model.step(model.encode(obs), core.tensor(actions))
+            standardized = model.standardize(nxt)
+            if model.decodes:
+                predicted = model.decode(out.latent, standardized=True)
+                errors.append((predicted - standardized).pow(2).mean(-1).cpu().numpy())
+            conts.append(out.cont.cpu().numpy())
+            if out.uncertainty is not None:
+                us.append(out.uncertainty.cpu().numpy())
+            if not core.image:
+                chunk_reach = standardized.abs().amax(0).cpu().numpy()
+                reach = chunk_reach if reach is None else np.maximum(reach, chunk_reach)
+    error = np.concatenate(errors) if errors else None
+    cont = np.concatenate(conts)
     terminated = np.asarray(real.terminated, dtype=bool)
     record = {
         "transitions": n,
@@ -338,10 +350,10 @@ def dream_honesty(core: DreamCore, real: _Transitions, dream: _Transitions | Non
         "terminations": int(terminated.sum()),
         "cont_at_terminations": float(cont[terminated].mean()) if terminated.any() else None,
     }
-    if not core.image:
+    if reach is not None:
         record["reach"] = [round(float(x), 3) for x in reach]
-    if out.uncertainty is not None:
-        u = out.uncertainty.cpu().numpy()
+    if us:
+        u = np.concatenate(us)
         record["uncertainty"] = float(u.mean())
         ranks = error is not None and n > 1
         record["uncertainty_error_spearman"] = spearman(u, error) if ranks else None

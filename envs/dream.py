@@ -26,7 +26,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from loopwm.checks import check_nonnegative, check_positive, check_positive_int
+from loopwm.checks import check_choice, check_nonnegative, check_positive, check_positive_int
 from loopwm.envs.spaces import ActionCodec, ObsCodec, episode_limit, make_env
 from loopwm.errors import CheckpointError, ConfigError, UnsupportedError
 from loopwm.world_model import WorldModel
@@ -98,10 +98,8 @@ class DreamCore:
         from loopwm.checkpoint import load, recorded_action_repeat
 
         _check_uncertainty_options(uncertainty_penalty, uncertainty_limit, uncertainty_halt)
-        if ensemble_step not in ENSEMBLE_STEPS:
-            raise ConfigError(
-                f"ensemble_step must be one of {ENSEMBLE_STEPS}, got {ensemble_step!r}"
-            )
+        check_choice("termination", termination, TERMINATIONS)
+        check_choice("ensemble_step", ensemble_step, ENSEMBLE_STEPS)
         if isinstance(model, WorldModel):
             self.model = model.to(device).eval()
         elif isinstance(model, (str, os.PathLike)):
@@ -117,8 +115,6 @@ class DreamCore:
             raise ConfigError("env_id is required: the model does not record its environment")
         if not 0.0 <= cont_threshold <= 1.0:
             raise ConfigError(f"cont_threshold must be in [0, 1], got {cont_threshold}")
-        if termination not in TERMINATIONS:
-            raise ConfigError(f"termination must be one of {TERMINATIONS}, got {termination!r}")
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         cfg = self.model.config

@@ -306,11 +306,17 @@ def test_random_ensemble_step_follows_one_member_per_sample(ensemble_checkpoint)
     np.testing.assert_array_equal(again.step(actions)[0], nxt)  # seeded by np_random
 
 
-def test_dream_honesty_checks_the_model_along_real_episodes(ensemble_checkpoint):
+@pytest.mark.parametrize("chunk", [7, 1024])  # across chunks, and in one
+def test_dream_honesty_checks_the_model_along_real_episodes(
+    ensemble_checkpoint, chunk, monkeypatch
+):
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
+    from loopwm.agents import sb3
     from loopwm.agents.sb3 import _Transitions, dream_honesty
+
+    monkeypatch.setattr(sb3, "HONESTY_CHUNK", chunk)
 
     class Push:  # full force to the right: the pole falls within a few dozen steps
         def predict(self, obs, **kwargs):
