@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from loopwm.checks import check_nonnegative, check_positive, check_positive_int
+from loopwm.checks import check_choice, check_nonnegative, check_positive, check_positive_int
 from loopwm.config import FitConfig
+from loopwm.envs.dream import ENSEMBLE_STEPS
 from loopwm.envs.spaces import check_spaces
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.models import build_model, model_config
@@ -57,6 +58,12 @@ class DynaConfig:
     uncertainty_limit: float | None = None
     """An imagined rollout stops before the first step whose ``u`` exceeds this (MBPO's
     trusted short rollouts); ``None``: never."""
+    uncertainty_halt: float | None = None
+    """An imagined episode *terminates* at the first step whose ``u`` exceeds this (that
+    step kept, marked done: MOReL's absorbing HALT state); ``None``: never."""
+    ensemble_step: str = "mean"
+    """How a rollout follows an ensemble: ``"mean"``, the members' mean next latent, or
+    ``"random"``, one member drawn per sample and step (PETS' TS1, MBPO)."""
     fit: FitConfig = field(default_factory=lambda: FitConfig(batch_size=64, horizon=5))
     """Batch size, horizon and learning rate of the model fits."""
 
@@ -71,18 +78,31 @@ class DynaConfig:
         ):
             check_positive_int(name, getattr(self, name))
         check_nonnegative("uncertainty_penalty", self.uncertainty_penalty)
-        if self.uncertainty_limit is not None:
-            check_positive("uncertainty_limit", self.uncertainty_limit)
+        for name in ("uncertainty_limit", "uncertainty_halt"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
+        check_choice("ensemble_step", self.ensemble_step, ENSEMBLE_STEPS)
         if self.fit.loss_weights["obs"] == 0:
             raise ConfigError(
                 "Dyna hands the agent decoded observations: its fit needs a decoder "
                 "(loss_weights obs above 0)"
             )
-        if self.ensemble == 1 and (self.uncertainty_penalty > 0 or self.uncertainty_limit):
-            raise ConfigError(
-                "uncertainty_penalty and uncertainty_limit need ensemble >= 2 (one member "
-                "has no disagreement to measure)"
-            )
+        if self.ensemble == 1:
+            asked = [
+                name
+                for name, on in (
+                    ("uncertainty_penalty", self.uncertainty_penalty > 0),
+                    ("uncertainty_limit", self.uncertainty_limit is not None),
+                    ("uncertainty_halt", self.uncertainty_halt is not None),
+                    ("ensemble_step='random'", self.ensemble_step == "random"),
+                )
+                if on
+            ]
+            if asked:
+                raise ConfigError(
+                    f"{' and '.join(asked)} need{'s' if len(asked) == 1 else ''} "
+                    "ensemble >= 2 (one member has no disagreement to measure)"
+                )
 
 
 class DynaCallback(BaseCallback):
@@ -202,31 +222,40 @@ class DynaCallback(BaseCallback):
         agent = self.model
         store = self._store.data["obs"]  # real states acted from (never terminal ones)
         starts = self._rng.integers(0, len(store), size=cfg.rollouts)
-        start_obs = np.stack([store[i] for i in starts]).astype(np.float32)  # (R, O)
-        seen = []  # what the agent acted on: the real start state, then decoded latents
-
-        def policy(latent: torch.Tensor) -> torch.Tensor:
-            obs = start_obs if not seen else world_model.decode(latent).cpu().numpy()
-            seen.append(obs)
-            action, _ = agent.predict(obs, deterministic=False)  # env-scale (R, A)
-            return torch.as_tensor(action, dtype=torch.float32, device=world_model.device)
-
-        latent = world_model.encode(torch.as_tensor(start_obs, device=world_model.device))
-        rollout = world_model.imagine(latent, policy=policy, horizon=cfg.horizon)
-        final = world_model.decode(rollout.latent[:, -1]).cpu().numpy()
-        observations = np.stack([*seen, final], 1)  # (R, H + 1, O)
-        done = (rollout.cont < cfg.cont_threshold).cpu().numpy()  # (R, H)
-        actions = agent.policy.scale_action(rollout.action.cpu().numpy())
-        reward = rollout.reward.cpu().numpy()
+        seen = [np.stack([store[i] for i in starts]).astype(np.float32)]  # (R, O) each
+        device = world_model.device
+        latent = world_model.encode(torch.as_tensor(seen[0], device=device))
+        taken, steps = [], []
+        with world_model.reuse_weights():  # the block's weights once for the whole round
+            for _ in range(cfg.horizon):
+                action, _ = agent.predict(seen[-1], deterministic=False)  # env-scale (R, A)
+                out = world_model.step(
+                    latent, torch.as_tensor(action, dtype=torch.float32, device=device)
+                )
+                if cfg.ensemble_step == "random":
+                    member = self._rng.integers(0, cfg.ensemble, cfg.rollouts)
+                    out = out.follow(torch.as_tensor(member, device=device))
+                latent = out.latent
+                seen.append(world_model.decode(latent).cpu().numpy())
+                taken.append(action)
+                steps.append(out)
+        observations = np.stack(seen, 1)  # (R, H + 1, O)
+        cont = torch.stack([o.cont for o in steps], 1).cpu().numpy()  # (R, H)
+        done = cont < cfg.cont_threshold
+        actions = agent.policy.scale_action(np.stack(taken, 1))
+        reward = torch.stack([o.reward for o in steps], 1).cpu().numpy()
         trusted = np.ones_like(done)
-        if rollout.uncertainty is not None:
-            uncertainty = rollout.uncertainty.cpu().numpy()
+        if steps[0].uncertainty is not None:
+            uncertainty = torch.stack([o.uncertainty for o in steps], 1).cpu().numpy()
             reward = reward - cfg.uncertainty_penalty * uncertainty
             if cfg.uncertainty_limit is not None:
                 trusted = np.cumprod(uncertainty <= cfg.uncertainty_limit, 1).astype(bool)
+            if cfg.uncertainty_halt is not None:
+                done = done | (uncertainty > cfg.uncertainty_halt)
             self.logger.record("dyna/uncertainty", float(uncertainty.mean()))
-        # An imagined episode ends at its first predicted termination (that step included),
-        # and a rollout stops before its first step the members disagree on too much.
+        # An imagined episode ends at its first termination, predicted or halted (that
+        # step included), and a rollout stops before its first step the members disagree
+        # on too much (the limit).
         alive = np.cumprod(np.concatenate([np.ones_like(done[:, :1]), ~done[:, :-1]], 1), 1)
         alive = alive.astype(bool) & trusted
         for i, t in zip(*np.nonzero(alive), strict=True):
@@ -240,4 +269,5 @@ class DynaCallback(BaseCallback):
             )
             self.imagined += 1
         self.logger.record("dyna/imagined", self.imagined)
-        self.logger.record("dyna/loop_iters", float(rollout.iters.float().mean()))
+        iters = torch.stack([o.iters for o in steps], 1)
+        self.logger.record("dyna/loop_iters", float(iters.float().mean()))

@@ -219,11 +219,9 @@ class DreamCore:
         envs). ``rng`` draws the ``"sample"`` termination and the ``"random"`` members."""
         out = self.model.step(latent, self.tensor(actions), tol=self.tol, max_iters=self.max_iters)
         if self.ensemble_step == "random":  # each sample follows one member this step
-            k = torch.as_tensor(rng.integers(0, self.ensemble, len(actions)), device=latent.device)
-            rows = torch.arange(len(actions), device=latent.device)
-            out.latent = out.members[k, rows]
-            out.reward_symlog = out.member_reward_symlog[k, rows]
-            out.cont_logit = out.member_cont_logit[k, rows]
+            out = out.follow(
+                torch.as_tensor(rng.integers(0, self.ensemble, len(actions)), device=latent.device)
+            )
         cont = out.cont.cpu().numpy().astype(np.float64)
         info = {
             "loop_iters": out.iters.cpu().numpy(),

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -63,6 +63,21 @@ class StepOutput:
     def cont(self) -> torch.Tensor:
         """(B,) predicted probability that the episode continues."""
         return torch.sigmoid(self.cont_logit)
+
+    def follow(self, member: torch.Tensor) -> StepOutput:
+        """An ensemble's step as member ``member[b]`` alone predicts it for each sample
+        ``b`` (``member``: (B,) int64): its next latent, reward and continuation (PETS'
+        TS1 and MBPO's random member per step). ``iters``, ``residual`` and
+        ``uncertainty`` stay the ensemble's."""
+        if self.members is None:
+            raise ConfigError("follow needs an ensemble's step (config.ensemble >= 2)")
+        rows = torch.arange(len(member), device=member.device)
+        return replace(
+            self,
+            latent=self.members[member, rows],
+            reward_symlog=self.member_reward_symlog[member, rows],
+            cont_logit=self.member_cont_logit[member, rows],
+        )
 
 
 @dataclass

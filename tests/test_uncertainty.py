@@ -75,6 +75,16 @@ def test_every_family_steps_an_ensemble_and_reports_disagreement(name):
     torch.testing.assert_close(model.disagreement(out.members), expected)
     single = _model(name, 1).eval().step(latent[:, :16], torch.zeros(6, 2))
     assert single.members is None and single.uncertainty is None
+    # one member per sample: its latent and its own heads' reward and continuation
+    member = torch.tensor([2, 0, 1, 1, 0, 2])
+    followed = out.follow(member)
+    for b, k in enumerate(member.tolist()):
+        torch.testing.assert_close(followed.latent[b], out.members[k, b])
+        torch.testing.assert_close(followed.reward_symlog[b], rewards[k, b])
+        torch.testing.assert_close(followed.cont[b], conts[k, b])
+    torch.testing.assert_close(followed.uncertainty, out.uncertainty)  # still the ensemble's
+    with pytest.raises(ConfigError, match="ensemble"):
+        single.follow(member)
 
 
 def test_masked_solve_of_stacked_members_equals_per_member_halting():
@@ -395,6 +405,10 @@ def test_bad_ensemble_sizes_are_refused():
         DreamerConfig(uncertainty_penalty=-1.0)
     with pytest.raises(ValueError, match="ensemble >= 2"):
         DynaConfig(uncertainty_limit=0.5)
+    with pytest.raises(ValueError, match="uncertainty_halt and ensemble_step='random' need"):
+        DynaConfig(uncertainty_halt=0.5, ensemble_step="random")
+    with pytest.raises(ValueError, match="ensemble_step"):
+        DynaConfig(ensemble=2, ensemble_step="median")
     with pytest.raises(ValueError, match="uncertainty_penalty must be a finite number >= 0"):
         DynaConfig(ensemble=2, uncertainty_penalty=-1.0)
 
@@ -451,6 +465,19 @@ def test_dyna_penalises_and_stops_rollouts_where_members_disagree():
     assert (penalised_rewards < plain_rewards).all()  # the same rollouts, each reward lowered
     stopped, _ = _dyna_run(100, uncertainty_limit=1e-9)
     assert stopped.imagined == 0  # no imagined step is trusted
+
+
+def test_dyna_halts_rollouts_and_follows_random_members():
+    plain, plain_rewards = _dyna_run(100)
+    halted, halted_rewards = _dyna_run(100, uncertainty_halt=1e-9)
+    # every rollout terminates at its first step, which is kept and marked done
+    assert halted.imagined == halted.config.rollouts < plain.imagined
+    dones = halted.model.replay_buffer.dones[99 : 99 + halted.imagined, 0]
+    assert (dones == 1).all()
+    assert np.isin(halted_rewards, plain_rewards).all()  # the same first steps as plain's
+    random, random_rewards = _dyna_run(100, ensemble_step="random")
+    assert random.imagined > 0 and np.isfinite(random_rewards).all()
+    assert not np.isin(random_rewards, plain_rewards).any()  # one member's, not the mean's
 
 
 def test_command_line_fits_an_ensemble_and_trains_in_its_penalised_dream(
