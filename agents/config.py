@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
+
 from loopwm.checks import (
     check_choice,
     check_fraction,
@@ -145,6 +147,10 @@ class TrainConfig:
     env_id: str = "InvertedPendulum-v5"
     """gymnasium id: flat Box or image observations (``pixels/<id>``, ``MinAtar/<Game>-v1``),
     Box or Discrete actions; ``dm_control/<domain>-<task>-v0`` with the ``dmc`` extra."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the env's constructor (``gymnasium.make``), for training,
+    evaluation and videos alike: e.g. ``{"frame_stack": 1}`` for a ``pixels/<id>`` env
+    or ``{"ctrl_cost_weight": 0.05}`` for a MuJoCo locomotion env."""
     steps: int = 10_000
     """Real environment steps to collect (agent steps, each ``action_repeat`` env steps)."""
     num_envs: int = 1
@@ -189,6 +195,12 @@ class TrainConfig:
     """The agent's configuration."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.env_kwargs, dict) or not all(
+            isinstance(key, str) for key in self.env_kwargs
+        ):
+            raise ConfigError(
+                f"env_kwargs must be a dict of keyword arguments, got {self.env_kwargs!r}"
+            )
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
             check_positive_int(name, getattr(self, name))
         check_nonnegative_int("pretrain", self.pretrain)
@@ -211,6 +223,13 @@ class TrainConfig:
         if self.action_repeat is not None:
             return self.action_repeat
         return default_action_repeat(self.env_id)
+
+    def make_env(self, **kwargs: Any) -> gym.Env:
+        """The run's env: ``env_id`` made with ``env_kwargs`` (and ``kwargs``), applying
+        each action ``repeat`` times."""
+        from loopwm.envs.spaces import make_env
+
+        return make_env(self.env_id, action_repeat=self.repeat, **self.env_kwargs, **kwargs)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (validated again)."""

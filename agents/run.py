@@ -185,7 +185,6 @@ def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu"):
         ``(agent, config, counters)``.
     """
     from loopwm.agents.dreamer import DreamerAgent
-    from loopwm.envs import make_env
 
     run_dir = Path(run_dir)
     config = read_config(run_dir)
@@ -195,7 +194,7 @@ def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu"):
             f"{run_dir}/agent.pt was trained on {payload['env_id']}, config.json says "
             f"{config.env_id}"
         )
-    env = make_env(config.env_id)
+    env = config.make_env()
     try:
         agent = DreamerAgent(
             env.observation_space, env.action_space, config.agent, seed=config.seed, device=device

@@ -189,6 +189,8 @@ class OnlineTrainer:
         self.config = config = self._resolve_config(config)
         self.progress, self.tensorboard, self.video = progress, tensorboard, video
         self.make_replay, self.make_logger = make_replay, make_logger
+        if config.env_kwargs:
+            make_env = functools.partial(make_env, **config.env_kwargs)
         make_env = with_action_repeat(make_env, config.repeat)
         self.env = make_vector_env(make_env, config)
         try:
@@ -450,6 +452,7 @@ class OnlineTrainer:
                         step,
                         policy=greedy(agent),
                         action_repeat=config.repeat,
+                        env_kwargs=config.env_kwargs,
                     )
                 except Exception as err:  # a logging video must never stop a training run
                     warnings.warn(f"no open-loop video logged at step {step}: {err}", stacklevel=2)
@@ -542,6 +545,7 @@ def final_video(agent, config: TrainConfig, run_dir: Path) -> str | None:
                 size=160,
                 seed=config.seed,
                 action_repeat=config.repeat,
+                env_kwargs=config.env_kwargs,
             )
         except (ConfigError, UnsupportedError):  # no state renderer or decoder: real frames
             frames = _real_frames(agent, config, steps=200)
@@ -552,7 +556,7 @@ def final_video(agent, config: TrainConfig, run_dir: Path) -> str | None:
 
 
 def _real_frames(agent, config: TrainConfig, *, steps: int) -> list[np.ndarray]:
-    env = make_env(config.env_id, action_repeat=config.repeat, render_mode="rgb_array")
+    env = config.make_env(render_mode="rgb_array")
     try:
         obs, _ = env.reset(seed=config.seed)
         agent.reset()

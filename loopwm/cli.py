@@ -242,10 +242,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     from loopwm.agents import evaluate_agent, load_agent
-    from loopwm.envs import make_env
 
     agent, config, counters = load_agent(args.run, device=args.device)
-    env = make_env(config.env_id, action_repeat=config.repeat)
+    env = config.make_env()
     try:
         returns = evaluate_agent(agent, env, args.episodes, seed=args.seed)
     finally:
@@ -267,7 +266,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise ConfigError("give --checkpoint (a world model) or --run (a `loopwm train` run)")
     if args.run and args.policy:
         raise ConfigError("--run acts with the run's agent; drop --policy or --run")
-    policy, action_repeat = None, 1
+    policy, action_repeat, env_kwargs = None, 1, {}
     if args.run:
         from loopwm.agents import load_agent
 
@@ -279,7 +278,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         )
         if args.env and args.env != config.env_id:
             raise ConfigError(f"{args.run} is a run of {config.env_id}, not {args.env}")
-        env_id, action_repeat = config.env_id, config.repeat
+        env_id, action_repeat, env_kwargs = config.env_id, config.repeat, config.env_kwargs
 
         def policy(obs):
             return agent.act(obs, explore=False)
@@ -314,6 +313,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         action_repeat=action_repeat,
+        env_kwargs=env_kwargs,
     )
     out = args.out
     if args.gif and not out.lower().endswith(".gif"):

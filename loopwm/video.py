@@ -56,6 +56,7 @@ def record_rollout(
     size: int = 240,
     seed: int = 0,
     action_repeat: int = 1,
+    env_kwargs: dict | None = None,
 ) -> tuple[list[np.ndarray], RolloutTrace]:
     """Run the real env and the model side by side; return composed frames and the trace.
 
@@ -70,6 +71,7 @@ def record_rollout(
         seed: seeds the real env and the random policy.
         action_repeat: env steps per model step (the real env applies each action this
             many times, as the model's data did).
+        env_kwargs: keyword arguments of the env's constructor, as the model's data had.
     """
     from loopwm.envs.render import StateRenderer, check_renderable
     from loopwm.envs.spaces import ActionCodec, ObsCodec, make_env  # make_env checks spaces
@@ -83,6 +85,7 @@ def record_rollout(
     size = _round16(size)
     model = model.eval()
     kwargs = {} if image else {"render_mode": "rgb_array", "width": size, "height": size}
+    kwargs.update(env_kwargs or {})
     real_env = make_env(env_id, action_repeat=action_repeat, **kwargs)
     imagined_env = None if image else make_env(env_id, **kwargs)
     try:
@@ -284,11 +287,17 @@ def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 30
 
 
 def log_open_loop_video(
-    logger, model, env_id: str | None, step: int, policy=None, action_repeat: int = 1
+    logger,
+    model,
+    env_id: str | None,
+    step: int,
+    policy=None,
+    action_repeat: int = 1,
+    env_kwargs: dict | None = None,
 ) -> None:
     """Log ``eval/open_loop_video`` (real | imagined | iterations, 40 steps) where the env
     can draw imagined states; other envs get no video (their scalars still go out).
-    ``action_repeat``: env steps per model step, as in the model's data."""
+    ``action_repeat`` and ``env_kwargs``: the env as in the model's data."""
     from loopwm.envs.render import check_renderable
 
     if env_id is None or not model.decodes:
@@ -307,5 +316,6 @@ def log_open_loop_video(
         seed=step,
         policy=policy,
         action_repeat=action_repeat,
+        env_kwargs=env_kwargs,
     )
     logger.video("eval/open_loop_video", np.stack(frames), step)

@@ -182,6 +182,37 @@ def test_train_eval_video_and_resume(tmp_path, capsys):
     assert frames.shape[0] == 13 and frames.shape[2] == 3 * 64  # the start frame + 12 steps
 
 
+def test_env_kwargs_reach_training_evaluation_and_a_resume(tmp_path, capsys):
+    import tests.fakes  # noqa: F401  (registers loopwm-test/Reach-v0)
+    from loopwm.agents import load_agent
+
+    run = tmp_path / "run"
+    kwargs = '{"length": 5, "low": -1.0, "high": 1.0}'  # episodes of 5 steps, actions in [-1, 1]
+    base = f"--prefill 60 --eval-episodes 2 --quiet --no-video --no-tensorboard {TINY_AGENT}"
+    command = f"train --env loopwm-test/Reach-v0 --env-kwargs '{kwargs}' --steps 120 "
+    assert cli(f"{command} --eval-every 120 --out {run} {base}") == 0
+    replay = Replay.load(run / "replay")
+    assert replay.truncated.sum() == 120 // 5  # the training env: every episode 5 steps long
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert min(metrics["evaluations"][-1]["returns"]) >= -5.0  # the eval env's too
+    agent, config, _ = load_agent(run)
+    env = config.make_env()
+    assert env.action_space.low[0] == -1.0 and env.spec.kwargs["length"] == 5
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(agent.act(obs, explore=False))
+    capsys.readouterr()
+    assert cli(f"eval --run {run} --episodes 3") == 0
+    mean = float(capsys.readouterr().out.split("return ")[1].split()[0])
+    assert -5.0 <= mean <= 0.0
+    assert cli(f"train --resume {run} --steps 130 --quiet --no-video --no-tensorboard") == 0
+    assert Replay.load(run / "replay").truncated.sum() == 130 // 5  # kept on resume
+    assert cli(f"train --resume {run} --env-kwargs '{{\"length\": 6}}' --quiet") == 2
+    assert "cannot change env_kwargs" in capsys.readouterr().err
+    assert cli(f"{command} --env-kwargs '[1]' --out {tmp_path / 'bad'}") == 2
+    assert "env_kwargs must be a dict" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bench_lists_scripts_and_refuses_unknown_names(capsys):
     assert cli("bench") == 0
     listed = capsys.readouterr().out
