@@ -76,6 +76,12 @@ def check_observation_space(space: spaces.Space, who: str = "loopwm") -> tuple[i
             f"got a Box of shape {space.shape} ({space}); {hint} "
             f"(gymnasium.wrappers.FlattenObservation flattens)"
         )
+    if isinstance(space, (spaces.Text, spaces.Graph, spaces.Sequence)):
+        raise UnsupportedError(
+            f"{who}: loopwm supports flat Box observations (n,) and uint8 images (H, W, C), "
+            f"got {space}, which has no fixed-size numeric form; encode it into a Box with a "
+            f"gymnasium.ObservationWrapper (FlattenObservation cannot flatten it)"
+        )
     raise UnsupportedError(
         f"{who}: loopwm supports flat Box observations (n,) and uint8 images (H, W, C), got "
         f"{space}; wrap the env with gymnasium.wrappers.FlattenObservation to get a flat Box"

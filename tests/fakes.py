@@ -111,5 +111,7 @@ class PixelReachEnv(ReachOriginEnv):
 
 if "loopwm-test/PixelReach-v0" not in gym.registry:
     gym.register("loopwm-test/PixelReach-v0", entry_point=PixelReachEnv, max_episode_steps=20)
+if "loopwm-test/DiscreteReach-v0" not in gym.registry:
+    gym.register("loopwm-test/DiscreteReach-v0", entry_point=DiscreteReachEnv)
 if "loopwm-test/Reach-v0" not in gym.registry:  # its constructor's arguments as env_kwargs
     gym.register("loopwm-test/Reach-v0", entry_point=ReachOriginEnv, max_episode_steps=50)

@@ -266,7 +266,7 @@ def test_unsupported_spaces_fail_at_start(tmp_path, env_class, message):
             tensorboard=False,
             video=False,
         )
-    assert not (tmp_path / "run" / "replay").exists()
+    assert not (tmp_path / "run").exists()  # nothing written
 
 
 def test_act_rejects_bad_observations():

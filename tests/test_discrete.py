@@ -74,19 +74,32 @@ def test_the_agent_acts_in_the_discrete_space_and_refuses_a_planner():
         DreamerAgent(env.observation_space, env.action_space, planning)
 
 
-def test_a_short_run_on_a_discrete_env_beats_a_random_policy(tmp_path):
+def test_a_short_run_on_a_discrete_env_beats_a_random_policy_resumes_and_evaluates(
+    tmp_path, capsys
+):
+    from loopwm.cli import main
+
     config = tiny_train_config(
-        env_id="DiscreteReach", steps=400, prefill=100, pretrain=100, train_ratio=0.5
+        env_id="loopwm-test/DiscreteReach-v0", steps=400, prefill=100, pretrain=100
     )
-    config = config.replace(eval_every=400, eval_episodes=5, num_envs=2)
-    summary = train(config, tmp_path / "run", make_env=lambda _: DiscreteReachEnv(), **QUIET)
-    replay = Replay.load(tmp_path / "run" / "replay")
+    config = config.replace(eval_every=400, eval_episodes=5, num_envs=2, train_ratio=0.5)
+    run = tmp_path / "run"
+    summary = train(config, run, **QUIET)
+    replay = Replay.load(run / "replay")
     assert replay.action.shape == (400, 3) and (replay.action.sum(1) == 1).all()
 
     env = DiscreteReachEnv()
     env.action_space.seed(0)
     random_return = float(np.mean(evaluate_agent(RandomAgent(env), env, 20, seed=10_000)))
     assert summary["final_return_mean"] > random_return + 3.0, (summary, random_return)
+
+    resumed = train(config.replace(steps=440), run, resume=True, **QUIET)
+    assert resumed["env_steps"] == 440 and resumed["updates"] > summary["updates"]
+    replay = Replay.load(run / "replay")
+    assert len(replay) == 440 and (replay.action.sum(1) == 1).all()
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--episodes", "3"]) == 0
+    assert "over 3 episodes" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import torch
 from gymnasium import spaces
 
 from loopwm.envs import check_box_env, make_env
+from loopwm.envs.spaces import check_observation_space
 from loopwm.errors import LoopWMError
 
 
@@ -77,5 +78,10 @@ def test_unsupported_spaces_are_rejected():
         check_box_env(DictObsEnv())
     with pytest.raises(TypeError, match="at least 8x8"):
         check_box_env(TinyImageEnv())
+    for space in (gym.spaces.MultiDiscrete([3, 4]), gym.spaces.Discrete(5)):
+        with pytest.raises(TypeError, match=r"(MultiDiscrete|Discrete).*FlattenObservation"):
+            check_observation_space(space)  # both flatten into one-hot Boxes
+    with pytest.raises(TypeError, match="Text.*ObservationWrapper.*cannot flatten"):
+        check_observation_space(gym.spaces.Text(8))
     with pytest.raises(ValueError, match="cannot make environment"):
         make_env("NoSuchEnv-v9")
