@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -14,9 +13,6 @@ from tqdm.auto import tqdm
 
 from loopwm.checks import check_positive_int, progress_disabled
 from loopwm.errors import ConfigError, MissingError
-
-if TYPE_CHECKING:
-    from loopwm.envs.dream import DreamCore
 
 SB3_ALGOS = ("ppo", "sac", "td3", "a2c", "ddpg", "dqn")
 CONTINUOUS_ONLY = ("sac", "td3", "ddpg")  # need Box actions
@@ -180,10 +176,11 @@ def train_in_dream(
     steps (MBPO-style short rollouts, with ``start_states`` branching from real data);
     the agent bootstraps at the cut. Default: the real env's episode length.
     After the scores, the model is checked along the agent's real episodes
-    (:func:`dream_honesty`): its 1-step error there, and with an ensemble whether its
-    disagreement saw that error coming.
-    ``termination`` is the dream's rule for ending episodes (:class:`~loopwm.envs.DreamEnv`'s
-    ``"threshold"`` or ``"sample"``), in training and in both dream scores.
+    (:func:`~loopwm.agents.honesty.model_honesty`): its 1-step error there, and with an
+    ensemble whether its disagreement saw that error coming.
+    ``termination`` is the dream's rule for ending episodes
+    (:class:`~loopwm.envs.DreamEnv`'s ``"threshold"`` or ``"sample"``), in training and
+    in both dream scores.
 
     Returns:
         ``{"dream_return": (mean, std), "real_return": (mean, std), ...}``, where
@@ -198,6 +195,7 @@ def train_in_dream(
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
+    from loopwm.agents.honesty import Transitions, model_honesty
     from loopwm.envs.dream import make_dream_env
     from loopwm.envs.spaces import make_env
 
@@ -225,7 +223,7 @@ def train_in_dream(
     agent = make_sb3_agent(algo, dream, seed=seed, device=device)
     agent.learn(steps, callback=ProgressCallback(steps, f"{algo} in dream", progress))
     dream.reset(seed=seed + 10_000)
-    dream_seen = _Transitions()
+    dream_seen = Transitions()
     dream_mean, dream_std = evaluate_policy(
         agent, dream, n_eval_episodes=eval_episodes, callback=dream_seen
     )
@@ -243,11 +241,12 @@ def train_in_dream(
     raw.close()
     real = Monitor(make_env(env_id, action_repeat=action_repeat))
     real.reset(seed=seed + 20_000)
-    real_seen = _Transitions()
+    real_seen = Transitions()
     real_mean, real_std = evaluate_policy(
         agent, real, n_eval_episodes=eval_episodes, callback=real_seen
     )
-    honesty = dream_honesty(dream.unwrapped.core, real_seen, dream_seen)
+    core = dream.unwrapped.core
+    honesty = model_honesty(core.model, core.actions, real_seen, dream_seen)
     result = {
         "env_id": env_id,
         "action_repeat": action_repeat,
@@ -271,92 +270,3 @@ def train_in_dream(
     dream.close()
     real.close()
     return result
-
-
-HONESTY_CHUNK = 1024  # real transitions the honesty check steps the model on at once
-
-
-class _Transitions:
-    """An ``evaluate_policy`` callback that keeps each step's observation, action, next
-    observation, whether the env terminated it, and the dream's ``uncertainty``."""
-
-    def __init__(self) -> None:
-        self.obs, self.actions, self.next_obs, self.terminated, self.uncertainty = (
-            [] for _ in range(5)
-        )
-
-    def __call__(self, local: dict, _globals: dict) -> None:
-        i, info = local["i"], local["info"]
-        done = bool(local["done"])
-        self.obs.append(np.asarray(local["observations"][i]))
-        self.actions.append(np.asarray(local["actions"][i]))
-        # a vec env resets at once: the episode's last observation is in the info
-        nxt = info["terminal_observation"] if done else local["new_observations"][i]
-        self.next_obs.append(np.asarray(nxt))
-        self.terminated.append(done and not info.get("TimeLimit.truncated", False))
-        if "uncertainty" in info:
-            self.uncertainty.append(float(info["uncertainty"]))
-
-
-def dream_honesty(core: DreamCore, real: _Transitions, dream: _Transitions | None = None) -> dict:
-    """How far the world model can be trusted along a policy's *real* transitions.
-
-    ``core`` is a :class:`~loopwm.envs.dream.DreamCore` (a dream env's ``core``) and
-    ``real`` the transitions an ``evaluate_policy`` callback kept. Returns
-    ``model_error``: the model's mean 1-step error there (squared, per observation
-    dimension, in its standardised units: 1.0 is the training data's variance; ``None``
-    for a decoder-free model); ``cont_at_terminations``: its mean predicted continuation
-    at the real env's terminations (0 is right; ``None`` if none) and ``terminations``;
-    ``reach``, for flat observations, the largest ``|observation|`` per dimension the
-    episodes reached, in the model's standardised units (far above 3 lies outside the
-    data the model was fitted on). With an ensemble also ``uncertainty`` (the mean
-    disagreement ``u`` there), ``uncertainty_error_spearman`` (does ``u`` rank those
-    errors?) and, given the dream's own transitions, ``dream_uncertainty`` (its mean
-    ``u`` in the dream: a real ``u`` far above it means the policy reaches states the
-    dream never showed it).
-    """
-    import torch
-
-    from loopwm.training import spearman
-
-    model = core.model
-    n = len(real.obs)
-    errors, conts, us, reach = [], [], [], None
-    with torch.no_grad():
-        # in chunks: a pixel policy's 10 long episodes would not fit in memory at once
-        for start in range(0, n, HONESTY_CHUNK):
-            rows = slice(start, start + HONESTY_CHUNK)
-            m = len(real.obs[rows])
-            obs = core.tensor(np.stack(real.obs[rows]).reshape(m, -1))
-            nxt = core.tensor(np.stack(real.next_obs[rows]).reshape(m, -1))
-            actions = core.actions.check(np.stack(real.actions[rows]), m)
-            out = model.step(model.encode(obs), core.tensor(actions))
-            standardized = model.standardize(nxt)
-            if model.decodes:
-                predicted = model.decode(out.latent, standardized=True)
-                errors.append((predicted - standardized).pow(2).mean(-1).cpu().numpy())
-            conts.append(out.cont.cpu().numpy())
-            if out.uncertainty is not None:
-                us.append(out.uncertainty.cpu().numpy())
-            if not core.image:
-                chunk_reach = standardized.abs().amax(0).cpu().numpy()
-                reach = chunk_reach if reach is None else np.maximum(reach, chunk_reach)
-    error = np.concatenate(errors) if errors else None
-    cont = np.concatenate(conts)
-    terminated = np.asarray(real.terminated, dtype=bool)
-    record = {
-        "transitions": n,
-        "model_error": None if error is None else float(error.mean()),
-        "terminations": int(terminated.sum()),
-        "cont_at_terminations": float(cont[terminated].mean()) if terminated.any() else None,
-    }
-    if reach is not None:
-        record["reach"] = [round(float(x), 3) for x in reach]
-    if us:
-        u = np.concatenate(us)
-        record["uncertainty"] = float(u.mean())
-        ranks = error is not None and n > 1
-        record["uncertainty_error_spearman"] = spearman(u, error) if ranks else None
-        if dream is not None and dream.uncertainty:
-            record["dream_uncertainty"] = float(np.mean(dream.uncertainty))
-    return record

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -46,6 +46,9 @@ from loopwm.online_replay import OnlineReplay
 from loopwm.replay import Replay
 from loopwm.summaries import TensorBoardLogger
 from loopwm.video import log_open_loop_video
+
+if TYPE_CHECKING:
+    from loopwm.agents.honesty import Transitions
 
 
 class Agent(Protocol):
@@ -100,8 +103,12 @@ class NullLogger:
     def close(self) -> None: ...
 
 
-def evaluate_agent(agent, env: gym.Env, episodes: int, *, seed: int) -> list[float]:
-    """Returns of ``episodes`` episodes of the agent's greedy policy on ``env``."""
+def evaluate_agent(
+    agent, env: gym.Env, episodes: int, *, seed: int, transitions: Transitions | None = None
+) -> list[float]:
+    """Returns of ``episodes`` episodes of the agent's greedy policy on ``env``; every
+    step is added to ``transitions`` if given
+    (for :func:`~loopwm.agents.honesty.model_honesty`)."""
     check_positive_int("episodes", episodes)
     returns = []
     for episode in range(episodes):
@@ -109,7 +116,11 @@ def evaluate_agent(agent, env: gym.Env, episodes: int, *, seed: int) -> list[flo
         agent.reset()
         total, done = 0.0, False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, explore=False))
+            action = agent.act(obs, explore=False)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            if transitions is not None:
+                transitions.add(obs, action, next_obs, terminated)
+            obs = next_obs
             total += float(reward)
             done = terminated or truncated
         returns.append(total)

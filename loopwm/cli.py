@@ -119,6 +119,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_dream(args: argparse.Namespace) -> int:
     from loopwm.agents import train_in_dream
+    from loopwm.agents.honesty import honesty_lines
 
     out = args.out or f"runs/dream/{args.algo}"
     result = train_in_dream(
@@ -153,25 +154,9 @@ def cmd_dream(args: argparse.Namespace) -> int:
         raw = result["dream_return_raw"]
         print(f"  ... in whole episodes, the plain dream: {raw[0]:7.2f} +- {raw[1]:.2f}")
     print(f"  return on the real env: {real[0]:10.2f} +- {real[1]:.2f}")
-    h = result["honesty"]
     print("the model along the agent's real episodes:")
-    if h["model_error"] is not None:
-        print(
-            f"  1-step error {h['model_error']:.4f} (squared, standardised: the data's "
-            "variance is 1)"
-        )
-    if h["terminations"]:
-        print(
-            f"  predicted continuation at the {h['terminations']} real terminations: "
-            f"{h['cont_at_terminations']:.2f} (right: 0)"
-        )
-    if "uncertainty" in h:
-        spearman = h["uncertainty_error_spearman"]
-        print(
-            f"  disagreement u there {h['uncertainty']:.4f}, in the dream "
-            f"{h.get('dream_uncertainty', math.nan):.4f}"
-            + ("" if spearman is None else f"; Spearman(u, error) {spearman:.2f}")
-        )
+    for line in honesty_lines(result["honesty"]):
+        print(f"  {line}")
     print(f"wrote {out}/agent.zip and {out}/dream.json")
     return 0
 
@@ -242,17 +227,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     from loopwm.agents import evaluate_agent, load_agent
+    from loopwm.agents.honesty import Transitions, honesty_lines, model_honesty
+    from loopwm.envs.spaces import ActionCodec
 
     agent, config, counters = load_agent(args.run, device=args.device)
     env = config.make_env()
+    seen = Transitions()
     try:
-        returns = evaluate_agent(agent, env, args.episodes, seed=args.seed)
+        returns = evaluate_agent(agent, env, args.episodes, seed=args.seed, transitions=seen)
     finally:
         env.close()
     print(
         f"{config.env_id}, agent after {counters['env_steps']} real steps: return "
         f"{np.mean(returns):.1f} +- {np.std(returns):.1f} over {args.episodes} episodes"
     )
+    honesty = model_honesty(agent.world_model, ActionCodec(env.action_space), seen)
+    print("its world model along these episodes (what its imagination can be trusted with):")
+    for line in honesty_lines(honesty):
+        print(f"  {line}")
     return 0
 
 

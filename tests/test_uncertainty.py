@@ -323,10 +323,10 @@ def test_dream_honesty_checks_the_model_along_real_episodes(
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
-    from loopwm.agents import sb3
-    from loopwm.agents.sb3 import _Transitions, dream_honesty
+    from loopwm.agents import honesty as module
+    from loopwm.agents.honesty import Transitions, model_honesty
 
-    monkeypatch.setattr(sb3, "HONESTY_CHUNK", chunk)
+    monkeypatch.setattr(module, "HONESTY_CHUNK", chunk)
 
     class Push:  # full force to the right: the pole falls within a few dozen steps
         def predict(self, obs, **kwargs):
@@ -334,7 +334,7 @@ def test_dream_honesty_checks_the_model_along_real_episodes(
 
     real = Monitor(gym.make("InvertedPendulum-v5"))
     real.reset(seed=0)
-    seen = _Transitions()
+    seen = Transitions()
     _, lengths = evaluate_policy(
         Push(), real, n_eval_episodes=2, callback=seen, return_episode_rewards=True
     )
@@ -343,7 +343,7 @@ def test_dream_honesty_checks_the_model_along_real_episodes(
     last = np.stack(seen.next_obs)[np.array(seen.terminated)]
     assert (np.abs(last[:, 1]) > 0.2).all()
     core = DreamEnv(ensemble_checkpoint[0]).core
-    honesty = dream_honesty(core, seen)
+    honesty = model_honesty(core.model, core.actions, seen)
     model = core.model
     with torch.no_grad():
         obs = torch.as_tensor(np.stack(seen.obs), dtype=torch.float32)
@@ -354,8 +354,10 @@ def test_dream_honesty_checks_the_model_along_real_episodes(
     assert honesty["terminations"] == 2 and 0 <= honesty["cont_at_terminations"] <= 1
     assert honesty["uncertainty"] == pytest.approx(float(out.uncertainty.mean()), rel=1e-5)
     assert -1 <= honesty["uncertainty_error_spearman"] <= 1
-    reach = model.standardize(nxt).abs().amax(0).numpy()
+    reach = ((nxt - model.obs_mean) / model.obs_std).abs().amax(0).numpy()
     np.testing.assert_allclose(honesty["reach"], reach, atol=1e-3)
+    with pytest.raises(ValueError, match="at least one"):
+        model_honesty(model, core.actions, Transitions())
 
 
 def test_dream_env_with_uncertainty_passes_the_env_checker(ensemble_checkpoint):
