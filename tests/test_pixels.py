@@ -267,3 +267,20 @@ def test_image_models_are_not_squashed_by_obs_symlog():
     model.set_obs_normalizer(np.full(192, 100.0), np.full(192, 10.0))
     pixels = torch.full((1, 192), 255.0)
     torch.testing.assert_close(model.standardize(pixels), torch.full((1, 192), 15.5))
+
+
+def test_the_command_line_collects_fits_and_dreams_on_pixels(tmp_path, capsys):
+    data, fitted, dream = tmp_path / "data", tmp_path / "fit", tmp_path / "dream"
+    assert cli(f"collect --env {PIXEL_ID} --steps 300 --out {data} --quiet") == 0
+    assert Replay.load(data).obs.dtype == np.uint8
+    fit_flags = "--preset tiny --steps 20 --batch-size 16 --eval-every 0 --quiet"
+    assert cli(f"fit --data {data} {fit_flags} --no-tensorboard --out {fitted}") == 0
+    assert load(fitted / "model.safetensors").config.image_shape == (16, 16, 3)
+    capsys.readouterr()
+    checkpoint = fitted / "model.safetensors"
+    command = f"dream --checkpoint {checkpoint} --algo ppo --steps 64 --eval-episodes 1"
+    assert cli(f"{command} --out {dream} --quiet") == 0
+    assert "return on the real env" in capsys.readouterr().out
+    result = json.loads((dream / "dream.json").read_text())
+    assert result["env_id"] == PIXEL_ID and result["honesty"]["transitions"] == 20
+    assert "reach" not in result["honesty"]  # images have no per-value reach
