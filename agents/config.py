@@ -201,6 +201,11 @@ class TrainConfig:
             raise ConfigError(
                 f"env_kwargs must be a dict of keyword arguments, got {self.env_kwargs!r}"
             )
+        if reserved := sorted(set(self.env_kwargs) & {"action_repeat", "render_mode"}):
+            raise ConfigError(
+                f"env_kwargs cannot set {', '.join(reserved)}: the run sets it (use "
+                f"--action-repeat for the action repeat)"
+            )
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every", "log_every"):
             check_positive_int(name, getattr(self, name))
         check_nonnegative_int("pretrain", self.pretrain)

@@ -52,7 +52,7 @@ class DynaConfig:
     cont_threshold: float = 0.5
     """Imagined episodes end where the continuation probability falls below this."""
     ensemble: int = 1
-    """Members of the world model's ensemble (2 or more to use the two options below)."""
+    """Members of the world model's ensemble (2 or more to use the four options below)."""
     uncertainty_penalty: float = 0.0
     """``λ``: imagined rewards are ``r - λ·u``, ``u`` the members' disagreement (MOPO)."""
     uncertainty_limit: float | None = None

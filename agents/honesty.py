@@ -86,31 +86,37 @@ def model_honesty(
 
     n = len(real)
     errors, conts, us, reach = [], [], [], None
-    with torch.no_grad():
-        # in chunks: a pixel policy's long episodes would not fit in memory at once
-        for start in range(0, n, HONESTY_CHUNK):
-            rows = slice(start, start + HONESTY_CHUNK)
-            m = len(real.obs[rows])
-            obs = tensor(np.stack(real.obs[rows]).reshape(m, -1))
-            nxt = tensor(np.stack(real.next_obs[rows]).reshape(m, -1))
-            action = tensor(actions.check(np.stack(real.actions[rows]), m))
-            out = model.step(model.encode(obs), action)
-            standardized = model.standardize(nxt)
-            if model.decodes:
-                predicted = model.decode(out.latent, standardized=True)
-                errors.append((predicted - standardized).pow(2).mean(-1).cpu().numpy())
-            conts.append(out.cont.cpu().numpy())
-            if out.uncertainty is not None:
-                us.append(out.uncertainty.cpu().numpy())
-            if not model.config.image_shape:
-                deviations = (nxt - model.obs_mean) / model.obs_std  # before any symlog
-                chunk_reach = deviations.abs().amax(0).cpu().numpy()
-                reach = chunk_reach if reach is None else np.maximum(reach, chunk_reach)
+    training = model.training
+    model.eval()  # deterministic halting, as when imagining
+    try:
+        with torch.no_grad():
+            # in chunks: a pixel policy's long episodes would not fit in memory at once
+            for start in range(0, n, HONESTY_CHUNK):
+                rows = slice(start, start + HONESTY_CHUNK)
+                m = len(real.obs[rows])
+                obs = tensor(np.stack(real.obs[rows]).reshape(m, -1))
+                nxt = tensor(np.stack(real.next_obs[rows]).reshape(m, -1))
+                action = tensor(actions.check(np.stack(real.actions[rows]), m))
+                out = model.step(model.encode(obs), action)
+                standardized = model.standardize(nxt)
+                if model.decodes:
+                    predicted = model.decode(out.latent, standardized=True)
+                    errors.append((predicted - standardized).pow(2).mean(-1).cpu().numpy())
+                conts.append(out.cont.cpu().numpy())
+                if out.uncertainty is not None:
+                    us.append(out.uncertainty.cpu().numpy())
+                if not model.config.image_shape:
+                    deviations = (nxt - model.obs_mean) / model.obs_std  # before any symlog
+                    chunk_reach = deviations.abs().amax(0).cpu().numpy()
+                    reach = chunk_reach if reach is None else np.maximum(reach, chunk_reach)
+    finally:
+        model.train(training)
     error = np.concatenate(errors) if errors else None
     cont = np.concatenate(conts)
     terminated = np.asarray(real.terminated, dtype=bool)
     record = {
         "transitions": n,
+        "obs_symlog": bool(model.config.obs_symlog and not model.config.image_shape),
         "model_error": None if error is None else float(error.mean()),
         "terminations": int(terminated.sum()),
         "cont_at_terminations": float(cont[terminated].mean()) if terminated.any() else None,
@@ -129,11 +135,12 @@ def model_honesty(
 
 def honesty_lines(record: dict) -> list[str]:
     """A :func:`model_honesty` record as lines for a terminal."""
-    lines = []
+    lines = [f"{record['transitions']} real transitions"]
     if record["model_error"] is not None:
+        units = "symlog of standardised" if record.get("obs_symlog") else "standardised"
         lines.append(
-            f"1-step error {record['model_error']:.4f} (squared, standardised: the data's "
-            "variance is 1)"
+            f"1-step error {record['model_error']:.4f} (squared, {units} units: the data's "
+            "variance is about 1)"
         )
     if record["terminations"]:
         lines.append(

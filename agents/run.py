@@ -82,10 +82,13 @@ def resume_config(run_dir: str | os.PathLike, requested: TrainConfig | None = No
     return stored.replace(**changes)
 
 
+WHOLE_FIELDS = ("model_overrides", "loss_weights", "env_kwargs")  # compared as one value
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and key != "model_overrides" and key != "loss_weights":
+        if isinstance(value, dict) and key not in WHOLE_FIELDS:
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value

@@ -76,12 +76,14 @@ def check_observation_space(space: spaces.Space, who: str = "loopwm") -> tuple[i
             f"got a Box of shape {space.shape} ({space}); {hint} "
             f"(gymnasium.wrappers.FlattenObservation flattens)"
         )
-    if isinstance(space, (spaces.Text, spaces.Graph, spaces.Sequence)):
+    try:
+        spaces.flatdim(space)  # Discrete, MultiDiscrete, Text, Dict or Tuple of those flatten
+    except (ValueError, NotImplementedError, TypeError):  # a Graph or Sequence inside
         raise UnsupportedError(
             f"{who}: loopwm supports flat Box observations (n,) and uint8 images (H, W, C), "
             f"got {space}, which has no fixed-size numeric form; encode it into a Box with a "
             f"gymnasium.ObservationWrapper (FlattenObservation cannot flatten it)"
-        )
+        ) from None
     raise UnsupportedError(
         f"{who}: loopwm supports flat Box observations (n,) and uint8 images (H, W, C), got "
         f"{space}; wrap the env with gymnasium.wrappers.FlattenObservation to get a flat Box"
@@ -259,6 +261,10 @@ def make_env(env_id: str, *, action_repeat: int = 1, **kwargs: Any) -> gym.Env:
             env = gym.make(env_id, **kwargs)
     except gym.error.Error as err:
         raise ConfigError(f"cannot make environment {env_id!r}: {err}") from None
+    except TypeError as err:  # a keyword argument the env's constructor does not take
+        if "keyword argument" not in str(err):
+            raise
+        raise ConfigError(f"cannot make environment {env_id!r} with {kwargs}: {err}") from None
     if is_binary_grid(env.observation_space):
         env = BinaryPlanes(env)
     try:

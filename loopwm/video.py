@@ -84,8 +84,8 @@ def record_rollout(
         check_renderable(env_id)
     size = _round16(size)
     model = model.eval()
-    kwargs = {} if image else {"render_mode": "rgb_array", "width": size, "height": size}
-    kwargs.update(env_kwargs or {})
+    drawn = {} if image else {"render_mode": "rgb_array", "width": size, "height": size}
+    kwargs = {**(env_kwargs or {}), **drawn}  # the video's own render settings win
     real_env = make_env(env_id, action_repeat=action_repeat, **kwargs)
     imagined_env = None if image else make_env(env_id, **kwargs)
     try:

@@ -207,12 +207,19 @@ def test_env_kwargs_reach_training_evaluation_and_a_resume(tmp_path, capsys):
     assert env.action_space.contains(agent.act(obs, explore=False))
     capsys.readouterr()
     assert cli(f"eval --run {run} --episodes 3") == 0
-    mean = float(capsys.readouterr().out.split("return ")[1].split()[0])
+    printed = capsys.readouterr().out
+    assert "15 real transitions" in printed  # 3 episodes of 5 steps: the kwargs reached it
+    mean = float(printed.split("return ")[1].split()[0])
     assert -5.0 <= mean <= 0.0
     assert cli(f"train --resume {run} --steps 130 --quiet --no-video --no-tensorboard") == 0
     assert Replay.load(run / "replay").truncated.sum() == 130 // 5  # kept on resume
-    assert cli(f"train --resume {run} --env-kwargs '{{\"length\": 6}}' --quiet") == 2
-    assert "cannot change env_kwargs" in capsys.readouterr().err
+    for changed in ('{"length": 6}', "{}"):  # neither changed nor dropped
+        assert cli(f"train --resume {run} --env-kwargs '{changed}' --quiet") == 2
+        assert "cannot change env_kwargs " in capsys.readouterr().err
+    assert cli(f"{command} --env-kwargs '{{\"lenght\": 5}}' --out {tmp_path / 'typo'}") == 2
+    assert "cannot make environment 'loopwm-test/Reach-v0' with" in capsys.readouterr().err
+    assert cli(f"{command} --env-kwargs '{{\"render_mode\": 1}}' --out {tmp_path / 'x'}") == 2
+    assert "env_kwargs cannot set render_mode" in capsys.readouterr().err
     assert cli(f"{command} --env-kwargs '[1]' --out {tmp_path / 'bad'}") == 2
     assert "env_kwargs must be a dict" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

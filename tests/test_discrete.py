@@ -99,7 +99,9 @@ def test_a_short_run_on_a_discrete_env_beats_a_random_policy_resumes_and_evaluat
     assert len(replay) == 440 and (replay.action.sum(1) == 1).all()
     capsys.readouterr()
     assert main(["eval", "--run", str(run), "--episodes", "3"]) == 0
-    assert "over 3 episodes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "over 3 episodes" in printed
+    assert "60 real transitions" in printed and "1-step error" in printed  # one-hot actions
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,14 @@ def test_unsupported_spaces_are_rejected():
     for space in (gym.spaces.MultiDiscrete([3, 4]), gym.spaces.Discrete(5)):
         with pytest.raises(TypeError, match=r"(MultiDiscrete|Discrete).*FlattenObservation"):
             check_observation_space(space)  # both flatten into one-hot Boxes
-    with pytest.raises(TypeError, match="Text.*ObservationWrapper.*cannot flatten"):
-        check_observation_space(gym.spaces.Text(8))
+    with pytest.raises(TypeError, match="Text.*FlattenObservation to get a flat Box"):
+        check_observation_space(gym.spaces.Text(8))  # flattens to character indices
+    for space in (
+        gym.spaces.Graph(gym.spaces.Box(0, 1, (2,)), None),
+        gym.spaces.Sequence(gym.spaces.Discrete(2)),
+        gym.spaces.Dict(steps=gym.spaces.Sequence(gym.spaces.Discrete(2))),
+    ):
+        with pytest.raises(TypeError, match="no fixed-size.*ObservationWrapper.*cannot flatten"):
+            check_observation_space(space)
     with pytest.raises(ValueError, match="cannot make environment"):
         make_env("NoSuchEnv-v9")
