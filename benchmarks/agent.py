@@ -13,7 +13,7 @@ variant) at fixed step counts. Variants:
     python benchmarks/agent.py                         # InvertedPendulum-v5 + Pendulum-v1
     python benchmarks/agent.py --envs HalfCheetah-v5 --seeds 0 --out results/agent_cheetah.json
     python benchmarks/agent.py --envs CartPole-v1 --variants dreamer dqn ppo \
-        --out benchmarks/results/agent_cartpole.json
+        --train-flags "--agent.gamma 0.997" --out benchmarks/results/agent_cartpole.json
     python benchmarks/agent.py --envs InvertedPendulum-v5 pixels/InvertedPendulum-v5 \
         --variants dreamer --stop-at-threshold --threads 2 --out benchmarks/results/pixels.json
     python benchmarks/agent.py --envs MinAtar/Breakout-v1 --variants dqn ppo --threads 1 \
@@ -22,7 +22,9 @@ variant) at fixed step counts. Variants:
         --out benchmarks/results/agent_dmc.json       # the loopwm[dmc] extra; action repeat 2
     python benchmarks/agent.py --quick                 # smoke run, writes nothing
 
-An agent run checkpoints at every evaluation; ``--resume`` continues each run from its last
+``--train-flags`` lays ``loopwm train`` flags over the agent's config (its runs are
+recorded as ``dreamer FLAGS``, in their own folders). An agent run checkpoints at every
+evaluation; ``--resume`` continues each run from its last
 checkpoint instead of starting it again, so a 100k-step run can span several invocations.
 
 Results are rewritten after every run, so an interrupted benchmark keeps what finished.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -52,6 +55,7 @@ from loopwm.agents import (
     evaluate_agent,
     train,
 )
+from loopwm.cli_config import add_config_arguments, config_from_args
 from loopwm.envs import default_action_repeat, make_env  # pixel ids (pixels/...) too
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
@@ -129,9 +133,11 @@ def run_dreamer(
     model: str = "loopwm",
     model_overrides: dict | None = None,
     resume: bool = False,
+    flags: list[str] | None = None,
 ) -> dict:
     name = f"dreamer-{planner}" if model == "loopwm" else f"dreamer-{planner}-{model}"
     name += "".join(f"-{k}={v}" for k, v in (model_overrides or {}).items())
+    name += "".join(f"-{flag.lstrip('-')}" for flag in flags or []).replace("/", "_")
     # a smoke run keeps out of the real runs' folders (it would wipe or resume them)
     run_dir = (RUNS / "quick" if quick else RUNS) / env_id / name / f"seed{seed}"
     # --resume continues a run that an earlier invocation left with a checkpoint (the
@@ -157,6 +163,8 @@ def run_dreamer(
         # --quick: learn after 200 steps, so the smoke run exercises the updates too
         **({"prefill": 200, "pretrain": 10} if quick else {}),
     )
+    if flags:
+        config = with_train_flags(config, flags)
     started = time.perf_counter()
     summary = train(config, run_dir, resume=resume, progress=False, tensorboard=False, video=False)
     curve = [
@@ -171,10 +179,19 @@ def run_dreamer(
         if resume
         else round(time.perf_counter() - started, 2),
         **({"resumed": True} if resume else {}),
+        **({"train_flags": flags} if flags else {}),
         "stopped": summary["stopped"],
         "updates": summary["updates"],
         "contraction_bound": summary.get("contraction_bound"),
     }
+
+
+def with_train_flags(config: TrainConfig, flags: list[str]) -> TrainConfig:
+    """``config`` with ``loopwm train`` flags applied, parsed as ``loopwm train`` parses
+    them (a flag it does not know ends the benchmark with its usage)."""
+    parser = argparse.ArgumentParser(prog="--train-flags", add_help=False)
+    add_config_arguments(parser, TrainConfig)
+    return config_from_args(TrainConfig, parser.parse_args(flags), config)
 
 
 def main() -> int:
@@ -193,12 +210,19 @@ def main() -> int:
         "(a long run can span several invocations); runs without one start anew",
     )
     parser.add_argument(
+        "--train-flags",
+        default="",
+        help='loopwm train flags over the agent\'s config, e.g. "--agent.gamma 0.997"',
+    )
+    parser.add_argument(
         "--stop-at-threshold",
         action="store_true",
         help="end the agent's runs at the first evaluation reaching the env's threshold",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    flags = shlex.split(args.train_flags)
+    with_train_flags(TrainConfig(), flags)  # refused now, not after the first runs
     results = {
         **provenance(),
         "eval_episodes": EVAL_EPISODES,
@@ -229,7 +253,7 @@ def main() -> int:
                     gap = every if planner == "none" else min(steps, 2 * every + every // 2)
                     record = run_dreamer(
                         env_id, steps, gap, seed, planner, args.quick, args.stop_at_threshold,
-                        resume=args.resume,
+                        resume=args.resume, flags=flags,
                     )  # fmt: skip
                 record["steps"] = steps
                 last = record["curve"][-1]
@@ -238,7 +262,12 @@ def main() -> int:
                     f"in {record['wall_seconds']:.0f} s",
                     flush=True,
                 )
-                results["runs"].setdefault(env_id, {}).setdefault(variant, {})[str(seed)] = record
+                key = (
+                    f"{variant} {args.train_flags}"
+                    if flags and variant.startswith("dreamer")
+                    else variant
+                )
+                results["runs"].setdefault(env_id, {}).setdefault(key, {})[str(seed)] = record
                 if not args.quick:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(results, indent=2))
