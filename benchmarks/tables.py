@@ -923,6 +923,7 @@ TABLES = {
     "solve-ab-cartpole-gamma": partial(solve_ab_table, "solve_ab_cartpole_gamma"),
     "solve-ab-gamma997": partial(solve_ab_table, "solve_ab_gamma997"),
     "solve-ab-pendulum-gamma": partial(solve_ab_table, "solve_ab_pendulum_gamma"),
+    "solve-ab-cheetah-gamma": partial(solve_ab_table, "solve_ab_cheetah_gamma"),
     "solve-ab-decoder-free": partial(solve_ab_table, "solve_ab_decoder_free"),
     "solve-ab-pixels-decoder-free": partial(solve_ab_table, "solve_ab_pixels_decoder_free"),
     "solve-ab-horizon8": partial(solve_ab_table, "solve_ab_horizon8"),
