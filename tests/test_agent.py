@@ -278,13 +278,12 @@ def test_act_rejects_bad_observations():
         agent.act(np.array([np.nan], np.float32), explore=False)
 
 
-def test_load_agent_restores_the_trained_policy(tmp_path, monkeypatch):
+def test_load_agent_restores_the_trained_policy(tmp_path):
     run = tmp_path / "run"
-    common = dict(make_env=fake_env, progress=False, tensorboard=False, video=False)
-    train(tiny_train_config(steps=150), run, **common)
-    monkeypatch.setattr("loopwm.envs.make_env", fake_env)
-    agent, config, counters = load_agent(run)
-    assert config.env_id == "ReachOrigin" and counters["env_steps"] == 150
+    common = dict(progress=False, tensorboard=False, video=False)
+    train(tiny_train_config(steps=150, env_id="loopwm-test/Reach-v0"), run, **common)
+    agent, config, counters = load_agent(run)  # makes the run's env to read its spaces
+    assert config.env_id == "loopwm-test/Reach-v0" and counters["env_steps"] == 150
     obs = np.array([0.5], np.float32)
     again, _, _ = load_agent(run)
     assert np.array_equal(agent.act(obs, explore=False), again.act(obs, explore=False))

@@ -108,7 +108,8 @@ def test_dream_trains_sb3_in_the_model_and_evaluates_on_the_real_env(
     assert cli(f"{command} --out {out} --quiet") == 0
     printed = capsys.readouterr().out
     assert "return on the real env" in printed
-    assert "the model along the agent's real episodes:\n  1-step error" in printed
+    assert "the model along the agent's real episodes:\n  " in printed
+    assert "real transitions\n  1-step error" in printed
     result = json.loads((out / "dream.json").read_text())
     assert result["env_id"] == "InvertedPendulum-v5" and result["dream_steps"] == 128
     # two real episodes, each ended by the pole falling (a real termination)
