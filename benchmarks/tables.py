@@ -924,6 +924,7 @@ TABLES = {
     "solve-ab-gamma997": partial(solve_ab_table, "solve_ab_gamma997"),
     "solve-ab-pendulum-gamma": partial(solve_ab_table, "solve_ab_pendulum_gamma"),
     "solve-ab-cheetah-gamma": partial(solve_ab_table, "solve_ab_cheetah_gamma"),
+    "solve-ab-pixels-frames": partial(solve_ab_table, "solve_ab_pixels_frames"),
     "solve-ab-decoder-free": partial(solve_ab_table, "solve_ab_decoder_free"),
     "solve-ab-pixels-decoder-free": partial(solve_ab_table, "solve_ab_pixels_decoder_free"),
     "solve-ab-horizon8": partial(solve_ab_table, "solve_ab_horizon8"),
