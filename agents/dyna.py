@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from loopwm.checks import check_choice, check_nonnegative, check_positive, check_positive_int
+from loopwm.checks import check_positive_int
 from loopwm.config import FitConfig
-from loopwm.envs.dream import ENSEMBLE_STEPS
+from loopwm.envs.dream import check_uncertainty_options, options_needing_members
 from loopwm.envs.spaces import check_spaces
 from loopwm.errors import ConfigError, UnsupportedError
 from loopwm.models import build_model, model_config
@@ -77,32 +77,20 @@ class DynaConfig:
             "ensemble",
         ):
             check_positive_int(name, getattr(self, name))
-        check_nonnegative("uncertainty_penalty", self.uncertainty_penalty)
-        for name in ("uncertainty_limit", "uncertainty_halt"):
-            if getattr(self, name) is not None:
-                check_positive(name, getattr(self, name))
-        check_choice("ensemble_step", self.ensemble_step, ENSEMBLE_STEPS)
+        options = (
+            self.uncertainty_penalty,
+            self.uncertainty_limit,
+            self.uncertainty_halt,
+            self.ensemble_step,
+        )
+        check_uncertainty_options(*options)
         if self.fit.loss_weights["obs"] == 0:
             raise ConfigError(
                 "Dyna hands the agent decoded observations: its fit needs a decoder "
                 "(loss_weights obs above 0)"
             )
-        if self.ensemble == 1:
-            asked = [
-                name
-                for name, on in (
-                    ("uncertainty_penalty", self.uncertainty_penalty > 0),
-                    ("uncertainty_limit", self.uncertainty_limit is not None),
-                    ("uncertainty_halt", self.uncertainty_halt is not None),
-                    ("ensemble_step='random'", self.ensemble_step == "random"),
-                )
-                if on
-            ]
-            if asked:
-                raise ConfigError(
-                    f"{' and '.join(asked)} need{'s' if len(asked) == 1 else ''} "
-                    "ensemble >= 2 (one member has no disagreement to measure)"
-                )
+        if self.ensemble == 1 and (asked := options_needing_members(*options)):
+            raise ConfigError(f"{asked} ensemble >= 2 (one member has no disagreement to measure)")
 
 
 class DynaCallback(BaseCallback):

@@ -97,9 +97,9 @@ class DreamCore:
     ) -> None:
         from loopwm.checkpoint import load, recorded_action_repeat
 
-        _check_uncertainty_options(uncertainty_penalty, uncertainty_limit, uncertainty_halt)
+        uncertainty_options = (uncertainty_penalty, uncertainty_limit, uncertainty_halt)
+        check_uncertainty_options(*uncertainty_options, ensemble_step)
         check_choice("termination", termination, TERMINATIONS)
-        check_choice("ensemble_step", ensemble_step, ENSEMBLE_STEPS)
         if isinstance(model, WorldModel):
             self.model = model.to(device).eval()
         elif isinstance(model, (str, os.PathLike)):
@@ -158,19 +158,12 @@ class DreamCore:
         self.cont_threshold = cont_threshold
         self.tol, self.max_iters = self.model.loop_settings(tol, max_iters)
         self.ensemble = cfg.ensemble
-        needs_members = {
-            "uncertainty_penalty": uncertainty_penalty > 0,
-            "uncertainty_limit": uncertainty_limit is not None,
-            "uncertainty_halt": uncertainty_halt is not None,
-            "ensemble_step='random'": ensemble_step == "random",
-        }
-        if self.ensemble == 1 and any(needs_members.values()):
+        asked = options_needing_members(*uncertainty_options, ensemble_step)
+        if self.ensemble == 1 and asked:
             self.real_env.close()
-            names = [name for name, used in needs_members.items() if used]
-            verb = "needs" if len(names) == 1 else "need"
             raise ConfigError(
-                f"{' and '.join(names)} {verb} an ensemble world model (fit one with "
-                "--wm.ensemble 5); this model has a single member"
+                f"{asked} an ensemble world model (fit one with --wm.ensemble 5); this model "
+                "has a single member"
             )
         self.uncertainty_penalty = float(uncertainty_penalty)
         self.uncertainty_limit = uncertainty_limit
@@ -268,12 +261,36 @@ def _describe(obs_dim: int, image_shape: tuple) -> str:
     return f"{obs_dim}-dim observations"
 
 
-def _check_uncertainty_options(penalty: float, limit: float | None, halt: float | None) -> None:
+def check_uncertainty_options(
+    penalty: float, limit: float | None, halt: float | None, ensemble_step: str
+) -> None:
+    """The values of the ensemble options a dream and Dyna share, checked."""
     check_nonnegative("uncertainty_penalty", penalty)
     if limit is not None:
         check_positive("uncertainty_limit", limit)
     if halt is not None:
         check_positive("uncertainty_halt", halt)
+    check_choice("ensemble_step", ensemble_step, ENSEMBLE_STEPS)
+
+
+def options_needing_members(
+    penalty: float, limit: float | None, halt: float | None, ensemble_step: str
+) -> str | None:
+    """``"uncertainty_halt and ensemble_step='random' need"``: the options asked that a
+    single model cannot serve, as the start of an error message; ``None`` if none is."""
+    asked = [
+        name
+        for name, on in (
+            ("uncertainty_penalty", penalty > 0),
+            ("uncertainty_limit", limit is not None),
+            ("uncertainty_halt", halt is not None),
+            ("ensemble_step='random'", ensemble_step == "random"),
+        )
+        if on
+    ]
+    if not asked:
+        return None
+    return f"{' and '.join(asked)} {'needs' if len(asked) == 1 else 'need'}"
 
 
 def _load_start_states(start_states: StartStates, observations: ObsCodec) -> np.ndarray | None:
