@@ -14,6 +14,8 @@ each). Variants:
     python benchmarks/dyna_sac.py --quick    # smoke run, writes nothing
     python benchmarks/dyna_sac.py --variants sac-dyna --rollouts 50 \
         --out benchmarks/results/dyna_sac_rollouts50.json   # fewer imagined transitions
+    python benchmarks/dyna_sac.py --variants sac-dyna --at 5000 \
+        --dyna '{"ensemble": 5, "ensemble_step": "random"}' --out ...   # any DynaConfig field
     python benchmarks/dyna_sac.py --env HalfCheetah-v5 --at 10000 20000 \
         --variants sac-utd2 sac-dyna --seeds 0 2 --out /tmp/a.json   # and --seeds 1 ...
     python benchmarks/dyna_sac.py --merge /tmp/a.json /tmp/b.json --out ...  # one report
@@ -43,6 +45,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from loopwm.agents.dyna import DynaCallback, DynaConfig
+from loopwm.errors import ConfigError
 
 RESULTS = Path(__file__).parent / "results" / "dyna_sac.json"
 ENV_ID = "InvertedPendulum-v5"
@@ -163,6 +166,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=["sac", "sac-utd2", "sac-dyna"])
     parser.add_argument("--rollouts", type=int, help="DynaConfig.rollouts (default 400)")
+    parser.add_argument(
+        "--dyna",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='other DynaConfig fields, e.g. \'{"ensemble": 5, "ensemble_step": "random"}\'',
+    )
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these reports")
     parser.add_argument("--out", default=str(RESULTS), help="results JSON")
     args = parser.parse_args()
@@ -191,6 +201,15 @@ def main() -> int:
         episodes, dyna = 10, DynaConfig()
     if args.rollouts is not None:
         dyna = dataclasses.replace(dyna, rollouts=args.rollouts)
+    if not isinstance(args.dyna, dict):
+        raise SystemExit(f"--dyna takes a JSON object of DynaConfig fields, got {args.dyna!r}")
+    fields = {f.name for f in dataclasses.fields(DynaConfig)} - {"fit"}
+    if unknown := sorted(set(args.dyna) - fields):
+        raise SystemExit(f"--dyna: {unknown} are not DynaConfig fields ({sorted(fields)})")
+    try:
+        dyna = dataclasses.replace(dyna, **args.dyna)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise SystemExit(f"--dyna: {err}") from None
     runs: dict[str, list] = {v: [] for v in args.variants}
     for seed in args.seeds:
         for variant in args.variants:
