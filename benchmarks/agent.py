@@ -122,6 +122,39 @@ def run_sb3(algo: str, env_id: str, steps: int, every: int, seed: int) -> dict:
     return {"curve": callback.records, "wall_seconds": round(time.perf_counter() - started, 2)}
 
 
+def dreamer_config(
+    env_id: str,
+    steps: int,
+    every: int,
+    seed: int,
+    planner: str = "none",
+    quick: bool = False,
+    stop_at_threshold: bool = False,
+    model: str = "loopwm",
+    model_overrides: dict | None = None,
+) -> TrainConfig:
+    """``loopwm train``'s defaults with the benchmark's budget, schedule and seed; the
+    world model's ``model_overrides`` are laid over the agent's default ones, as
+    ``--wm.*`` flags are."""
+    agent = DreamerConfig(model=model, planner=PlannerConfig(kind=planner))
+    if model_overrides:
+        agent = agent.replace(model_overrides={**agent.model_overrides, **model_overrides})
+    return TrainConfig(
+        env_id=env_id,
+        steps=steps,
+        action_repeat=default_action_repeat(env_id),
+        eval_every=every,
+        eval_episodes=EVAL_EPISODES,
+        checkpoint_every=every,
+        seed=seed,
+        # learning curves over the whole budget, like SAC's (unless told to stop)
+        stop_at_threshold=stop_at_threshold,
+        agent=agent,
+        # --quick: learn after 200 steps, so the smoke run exercises the updates too
+        **({"prefill": 200, "pretrain": 10} if quick else {}),
+    )
+
+
 def run_dreamer(
     env_id: str,
     steps: int,
@@ -145,23 +178,8 @@ def run_dreamer(
     resume = resume and (run_dir / "checkpoint.json").is_file()
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
-    config = TrainConfig(
-        env_id=env_id,
-        steps=steps,
-        action_repeat=default_action_repeat(env_id),
-        eval_every=every,
-        eval_episodes=EVAL_EPISODES,
-        checkpoint_every=every,
-        seed=seed,
-        # learning curves over the whole budget, like SAC's (unless told to stop)
-        stop_at_threshold=stop_at_threshold,
-        agent=DreamerConfig(
-            model=model,
-            model_overrides=model_overrides or {},
-            planner=PlannerConfig(kind=planner),
-        ),
-        # --quick: learn after 200 steps, so the smoke run exercises the updates too
-        **({"prefill": 200, "pretrain": 10} if quick else {}),
+    config = dreamer_config(
+        env_id, steps, every, seed, planner, quick, stop_at_threshold, model, model_overrides
     )
     if flags:
         config = with_train_flags(config, flags)
