@@ -921,6 +921,7 @@ TABLES = {
     "update-ab-tanh": partial(update_ab_table, "update_ab_tanh"),
     "solve-ab-cartpole-symlog": partial(solve_ab_table, "solve_ab_cartpole_symlog"),
     "solve-ab-cartpole-gamma": partial(solve_ab_table, "solve_ab_cartpole_gamma"),
+    "solve-ab-cartpole-horizon": partial(solve_ab_table, "solve_ab_cartpole_horizon"),
     "solve-ab-gamma997": partial(solve_ab_table, "solve_ab_gamma997"),
     "solve-ab-pendulum-gamma": partial(solve_ab_table, "solve_ab_pendulum_gamma"),
     "solve-ab-cheetah-gamma": partial(solve_ab_table, "solve_ab_cheetah_gamma"),
