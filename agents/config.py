@@ -87,7 +87,9 @@ class DreamerConfig:
     """Batch size, training horizon, learning rate and loss weights of world-model updates."""
 
     horizon: int = 15
-    """Imagination horizon of actor-critic updates (environment steps)."""
+    """Imagination horizon of actor-critic updates (environment steps). 40 solves
+    CartPole-v1 on 5 of 5 seeds against 4 of 5, at 2.2x the cost of an update
+    (``benchmarks/solve_ab.py``): its agent must see a manoeuvre's payoff tens of steps on."""
     imagine_batch: int = 128
     """Replayed real states each actor-critic update imagines from (128 and a width of
     128 solve InvertedPendulum-v5 in 0.66x the wall time of 256 and 256, at 1.3x the real

@@ -77,9 +77,15 @@ def dyna_table(names: tuple[str, ...] = DYNA_REPORTS) -> str:
     rows = [f"| agent | {head} | per seed at {int(steps[-1]) // 1000}k | wall seconds |"]
     rows.append("|---|" + "---|" * (len(steps) + 2))
     for report in reports:
-        rollouts = report["dyna_config"]["rollouts"]
+        config = report["dyna_config"]
+        options = [f"{config['rollouts']} rollouts/refit"]
+        if config.get("ensemble", 1) > 1:  # the ensemble's options, where any are on
+            options.append(f"ensemble {config['ensemble']}, {config['ensemble_step']} member")
+            for name in ("uncertainty_penalty", "uncertainty_limit", "uncertainty_halt"):
+                if config.get(name):
+                    options.append(f"{name.removeprefix('uncertainty_')} {config[name]}")
         for variant, s in report["summary"].items():
-            label = f"{variant} ({rollouts} rollouts/refit)" if "dyna" in variant else variant
+            label = f"{variant} ({'; '.join(options)})" if "dyna" in variant else variant
             cells = " | ".join(pm(s[step], 1) for step in steps)
             seeds = ", ".join(f"{r:.0f}" for r in s[steps[-1]]["per_seed"])
             rows.append(f"| {label} | {cells} | {seeds} | {s['wall_seconds_mean']:.0f} |")
@@ -896,6 +902,7 @@ TABLES = {
     "throughput": throughput_table,
     "dyna": dyna_table,
     "dyna-halfcheetah": partial(dyna_table, ("dyna_sac_halfcheetah.json",)),
+    "dyna-ensemble": partial(dyna_table, ("dyna_sac_ensemble_halt.json",)),
     "agent": agent_table,
     "stability": stability_table,
     "halting": halting_table,
