@@ -125,7 +125,7 @@ def test_docs_results_is_generated_from_the_benchmark_json():
 
 def test_readme_is_a_users_page():
     readme = (ROOT / "README.md").read_text()
-    assert len(readme) < 12_000
+    assert len(readme.encode()) < 12_000  # bytes, as the review counts them
     for link in re.findall(r"\]\(((?:docs|videos|benchmarks)/[^)#]+)\)", readme):
         assert (ROOT / link).exists(), link
 
