@@ -143,6 +143,13 @@ class DreamerConfig:
     def replace(self, **changes: Any) -> DreamerConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_model_overrides(self, overrides: dict[str, Any]) -> DreamerConfig:
+        """This config with ``overrides`` laid over its world-model fields (the ones it
+        does not name keep their values, the agent's defaults among them)."""
+        if not overrides:
+            return self
+        return self.replace(model_overrides={**self.model_overrides, **overrides})
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -128,6 +128,7 @@ def evaluate_agent(
     return returns
 
 
+EVAL_SEED_OFFSET = 10_000  # evaluations reset the env from seed + this
 REPLAY_CAPACITY = 1_000_000  # the default in-memory capacity, ...
 REPLAY_MEMORY = 8 * 2**30  # ... or fewer, so that the replay's arrays take at most this
 
@@ -439,7 +440,7 @@ class OnlineTrainer:
         with agent.evaluation():  # mid-episode: the training episode's plan is kept
             started = time.perf_counter()
             returns = evaluate_agent(
-                agent, self.eval_env, config.eval_episodes, seed=config.seed + 10_000
+                agent, self.eval_env, config.eval_episodes, seed=config.seed + EVAL_SEED_OFFSET
             )
             record = {
                 "env_steps": step,

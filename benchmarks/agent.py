@@ -55,6 +55,7 @@ from loopwm.agents import (
     evaluate_agent,
     train,
 )
+from loopwm.agents.train import EVAL_SEED_OFFSET
 from loopwm.cli_config import add_config_arguments, config_from_args
 from loopwm.envs import default_action_repeat, make_env  # pixel ids (pixels/...) too
 
@@ -62,7 +63,6 @@ RESULTS = Path(__file__).parent / "results" / "agent.json"
 ALGOS = {"sac": SAC, "dqn": DQN, "ppo": PPO}
 RUNS = Path("runs/bench/agent")
 EVAL_EPISODES = 5
-EVAL_SEED = 10_000  # loopwm.agents.train evaluates from seed + 10_000 too
 BUDGETS = {  # env: (real steps, evaluate every)
     "InvertedPendulum-v5": (5_000, 1_000),
     "Pendulum-v1": (10_000, 2_000),
@@ -96,7 +96,7 @@ class EvalEvery(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.every == 0:
-            seed = self.seed + EVAL_SEED
+            seed = self.seed + EVAL_SEED_OFFSET  # as loopwm train evaluates
             returns = evaluate_agent(SB3Actor(self.model), self.env, EVAL_EPISODES, seed=seed)
             self.records.append(_record(self.num_timesteps, returns, self.started))
         return True
@@ -137,8 +137,7 @@ def dreamer_config(
     world model's ``model_overrides`` are laid over the agent's default ones, as
     ``--wm.*`` flags are."""
     agent = DreamerConfig(model=model, planner=PlannerConfig(kind=planner))
-    if model_overrides:
-        agent = agent.replace(model_overrides={**agent.model_overrides, **model_overrides})
+    agent = agent.with_model_overrides(model_overrides or {})
     return TrainConfig(
         env_id=env_id,
         steps=steps,

@@ -28,9 +28,9 @@ from machine import provenance
 from loopwm.agents import DreamerConfig, TrainConfig, train
 from loopwm.agents.dreamer import symexp
 from loopwm.agents.run import load_agent
+from loopwm.agents.train import EVAL_SEED_OFFSET
 
 X_LIMIT, THETA_LIMIT = 2.4, 12 * 2 * np.pi / 360  # CartPole-v1's termination thresholds
-EVAL_SEED = 10_000  # loopwm.agents.train evaluates from seed + 10_000
 IMAGINED = 40  # steps of the greedy rollout imagined from every real state
 
 
@@ -116,19 +116,21 @@ def report(args: argparse.Namespace) -> int:
     if config.env_id != "CartPole-v1":
         raise SystemExit(f"{args.run} is a run of {config.env_id}, not CartPole-v1")
     env = config.make_env()
-    episodes = [episode(agent, env, config.seed + EVAL_SEED + i) for i in range(args.episodes)]
+    episodes = [
+        episode(agent, env, config.seed + EVAL_SEED_OFFSET + i) for i in range(args.episodes)
+    ]
     env.close()
     for i, row in enumerate(episodes):
         print(f"episode {i}: {json.dumps(row)}")
     if args.out:
-        report = {
+        result = {
             **provenance(),
             "run": str(args.run),
             "env_steps": counters["env_steps"],
             "imagined_steps": IMAGINED,
             "episodes": episodes,
         }
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
 

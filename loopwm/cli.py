@@ -161,25 +161,30 @@ def cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_config(args: argparse.Namespace, base=None):
+    """The TrainConfig ``loopwm train`` runs: ``base`` (default: the defaults) with the
+    flags given, the ``--wm.*`` ones over the world-model fields it already sets."""
+    from loopwm.agents import TrainConfig
+
+    config = config_from_args(TrainConfig, args, base)
+    return config.replace(agent=config.agent.with_model_overrides(model_overrides(args)))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from loopwm.agents import TrainConfig, train
+    from loopwm.agents import train
     from loopwm.agents.run import read_config
 
     if args.resume:
         if args.out:
             raise ConfigError("--resume continues the run in its own folder; drop --out")
         # The stored config with the given flags applied; the resume decides what may change.
-        config = config_from_args(TrainConfig, args, read_config(args.resume))
+        config = train_config(args, read_config(args.resume))
         run_dir = args.resume
     else:
         if "env_id" not in vars(args):
             raise ConfigError("--env is required for a new run (or --resume RUN_DIR)")
-        config = config_from_args(TrainConfig, args)
+        config = train_config(args)
         run_dir = args.out or f"runs/train/{config.env_id.replace('/', '_')}"
-    overrides = model_overrides(args)
-    if overrides:  # the --wm.* flags, over the world-model fields the config already sets
-        merged = {**config.agent.model_overrides, **overrides}
-        config = config.replace(agent=config.agent.replace(model_overrides=merged))
     import signal
 
     def terminate(signum, frame):  # a scheduler's SIGTERM: stop as Ctrl-C does, data kept

@@ -8,7 +8,7 @@ import pytest
 
 from loopwm.agents import TrainConfig
 from loopwm.cli import build_parser
-from loopwm.cli_config import config_from_args, model_overrides
+from loopwm.cli import train_config as cli_train_config
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -25,13 +25,8 @@ def agent_benchmark():
 
 
 def train_config(command: str) -> TrainConfig:
-    """The TrainConfig that ``loopwm train COMMAND`` runs (as cmd_train builds it)."""
-    args = build_parser().parse_args(["train", *shlex.split(command)])
-    config = config_from_args(TrainConfig, args)
-    if overrides := model_overrides(args):
-        merged = {**config.agent.model_overrides, **overrides}
-        config = config.replace(agent=config.agent.replace(model_overrides=merged))
-    return config
+    """The TrainConfig that ``loopwm train COMMAND`` runs."""
+    return cli_train_config(build_parser().parse_args(["train", *shlex.split(command)]))
 
 
 def test_agent_benchmark_runs_loopwm_train_defaults(agent_benchmark):
