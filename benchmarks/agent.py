@@ -67,6 +67,8 @@ BUDGETS = {  # env: (real steps, evaluate every)
     "InvertedPendulum-v5": (5_000, 1_000),
     "Pendulum-v1": (10_000, 2_000),
     "HalfCheetah-v5": (50_000, 10_000),
+    "Hopper-v5": (50_000, 10_000),
+    "Walker2d-v5": (50_000, 10_000),
     "CartPole-v1": (10_000, 1_000),
     "pixels/InvertedPendulum-v5": (10_000, 1_000),  # 64x64 frames, 3 stacked
     "MinAtar/Breakout-v1": (100_000, 10_000),  # 10x10 binary planes, Discrete(3)
