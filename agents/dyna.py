@@ -213,17 +213,19 @@ class DynaCallback(BaseCallback):
         seen = [np.stack([store[i] for i in starts]).astype(np.float32)]  # (R, O) each
         device = world_model.device
         latent = world_model.encode(torch.as_tensor(seen[0], device=device))
-        taken, steps = [], []
+        previous, taken, steps = None, [], []
         with world_model.reuse_weights():  # the block's weights once for the whole round
             for _ in range(cfg.horizon):
                 action, _ = agent.predict(seen[-1], deterministic=False)  # env-scale (R, A)
                 out = world_model.step(
-                    latent, torch.as_tensor(action, dtype=torch.float32, device=device)
+                    latent,
+                    torch.as_tensor(action, dtype=torch.float32, device=device),
+                    previous=previous,
                 )
                 if cfg.ensemble_step == "random":
                     member = self._rng.integers(0, cfg.ensemble, cfg.rollouts)
                     out = out.follow(torch.as_tensor(member, device=device))
-                latent = out.latent
+                previous, latent = latent, out.latent
                 seen.append(world_model.decode(latent).cpu().numpy())
                 taken.append(action)
                 steps.append(out)

@@ -316,29 +316,55 @@ def summarise_settings(rows: list[dict]) -> list[dict]:
 # -- hypothesis 4: where the loop spends its iterations -------------------------------
 
 WARM_TOLS = np.logspace(0, -6, 25)  # halting tolerances swept per warm start
+WARM_STARTS = ("latent", "linear", "extrapolate")
+# the latent start's tolerances whose mean iterations the other starts are matched at:
+# the default, and the loosest at which the 1-step error is unchanged (measured: within
+# 0.1% of the default's at 1e-2, 3 seeds)
+MATCH_TOLS = (1e-3, 1e-2)
+
+
+def previous_latents(latent: torch.Tensor, episode: np.ndarray) -> torch.Tensor:
+    """Each transition's latent one step before (``h_{t-1}``): the row above within the
+    same episode; an episode's first transition has none, so its own (the latent start)."""
+    first = np.r_[True, episode[1:] != episode[:-1]]
+    previous = torch.cat([latent[:1], latent[:-1]])
+    previous[torch.as_tensor(first)] = latent[torch.as_tensor(first)]
+    return previous
 
 
 @torch.no_grad()
-def measure_starts(model, obs: torch.Tensor, actions: torch.Tensor, contacts: np.ndarray) -> dict:
-    """Iterations against contacts over a tolerance sweep, from each warm start of one
-    fitted model (the same weights: only where the loop starts differs)."""
+def measure_starts(
+    model,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    next_obs: torch.Tensor,
+    episode: np.ndarray,
+    contacts: np.ndarray,
+) -> dict:
+    """Iterations against contacts, and the 1-step error, over a tolerance sweep from
+    each warm start of one fitted model (the same weights: only where the loop starts
+    differs). Transitions are in episode order, so ``extrapolate`` starts from
+    ``2 h_t - h_{t-1}`` of the real ``h_{t-1}``."""
     from adaptive_compute import auc, spearman
 
     model.eval()
     latent = model.encode(obs)
-    reference_tol = model.config.tol
+    previous = previous_latents(latent, episode)
+    target = model.standardize(next_obs)
     row = {"starts": {}}
-    for start in ("latent", "linear"):
+    for start in WARM_STARTS:
         variant = LoopWM(model.config.replace(warm_start=start)).eval()
         variant.load_state_dict(model.state_dict())
         sweep = []
         for tol in WARM_TOLS:
-            out = variant.step(latent, actions, tol=float(tol), max_iters=256)
+            out = variant.step(latent, actions, previous=previous, tol=float(tol), max_iters=256)
             iters = out.iters.numpy()
+            predicted = variant.decode(out.latent, standardized=True)
             sweep.append(
                 {
                     "tol": float(tol),
                     "iters_mean": float(iters.mean()),
+                    "mse_1step": float((predicted - target).pow(2).mean()),
                     # one count for every transition ranks nothing: 0 (spearman: NaN)
                     "spearman_iters_contact": rank_or_zero(spearman(iters, contacts)),
                     "constant": bool(iters.min() == iters.max()),
@@ -348,17 +374,21 @@ def measure_starts(model, obs: torch.Tensor, actions: torch.Tensor, contacts: np
             )
         row["starts"][start] = sweep
     # equal mean iterations: each start's figures where its mean iterations equal the
-    # latent start's at the default tolerance
-    base = min(row["starts"]["latent"], key=lambda r: abs(math.log(r["tol"] / reference_tol)))
-    row["reference"] = {"tol": reference_tol, "iters_mean": base["iters_mean"]}
-    row["at_equal_iters"] = {
-        start: at_iters(sweep, base["iters_mean"]) for start, sweep in row["starts"].items()
-    }
-    # the same fixed point from either start (at the tightest tolerance)
+    # latent start's at each matching tolerance
+    row["at_equal_iters"] = {}
+    for match in MATCH_TOLS:
+        base = min(row["starts"]["latent"], key=lambda r: abs(math.log(r["tol"] / match)))
+        row["at_equal_iters"][f"{match:g}"] = {
+            "iters_mean": base["iters_mean"],
+            "mse_1step": base["mse_1step"],
+            **{
+                start: at_iters(sweep, base["iters_mean"]) for start, sweep in row["starts"].items()
+            },
+        }
+    # the same fixed point from every start (at the tightest tolerance)
+    tightest = [sweep[-1]["latent"] for sweep in row["starts"].values()]
     row["fixed_point_gap"] = float(
-        (row["starts"]["latent"][-1]["latent"] - row["starts"]["linear"][-1]["latent"])
-        .norm(dim=-1)
-        .max()
+        max((other - tightest[0]).norm(dim=-1).max() for other in tightest[1:])
     )
     for sweep in row["starts"].values():
         for r in sweep:
@@ -375,12 +405,13 @@ def warmstart(args) -> dict:
         Path(f"runs/bench/ball-test{quick}"), args.transitions // 4, 1000
     )
     obs, actions = torch.as_tensor(test.obs), torch.as_tensor(test.action)
+    next_obs = torch.as_tensor(test.next_obs)
     rows = []
     for seed in args.seeds:
         cfg = FitConfig(steps=args.fit_steps, eval_every=0, seed=seed)
         preset = "tiny" if args.quick else "default"
         model, _ = fit(train, preset=preset, config=cfg, progress=False)
-        row = measure_starts(model, obs, actions, contacts)
+        row = measure_starts(model, obs, actions, next_obs, test.episode, contacts)
         row["seed"] = seed
         print(f"seed {seed}: {json.dumps(row['at_equal_iters'])}", flush=True)
         rows.append(row)
@@ -391,21 +422,32 @@ def warmstart(args) -> dict:
         "contact_fraction": float(contacts.mean()),
         "target": "Spearman(iterations, contact) >= 0.6 at equal mean iterations",
         "matching": "each start's figures interpolated (linear in mean iterations) between "
-        "the swept tolerances that bracket the latent start's mean at tol 1e-3; a constant "
-        "iteration count ranks at 0",
+        "the swept tolerances that bracket the latent start's mean at each tolerance of "
+        "MATCH_TOLS; a constant iteration count ranks at 0",
+        "match_tols": list(MATCH_TOLS),
         "summary": warm_summary(rows),
         "runs": rows,
     }
 
 
 def warm_summary(rows: list[dict]) -> dict:
-    return {
-        start: {
-            key: spread([r["at_equal_iters"][start][key] for r in rows])
-            for key in ("iters_mean", "spearman_iters_contact", "auc_iters_contact")
+    """Per matching tolerance: the latent start's mean iterations and 1-step error there,
+    and each start's figures at those iterations (mean and spread over seeds)."""
+    out = {}
+    for match in rows[0]["at_equal_iters"]:
+        matched = [r["at_equal_iters"][match] for r in rows]
+        out[match] = {
+            "iters_mean": spread([m["iters_mean"] for m in matched]),
+            "mse_1step": spread([m["mse_1step"] for m in matched]),
+            "starts": {
+                start: {
+                    key: spread([m[start][key] for m in matched])
+                    for key in ("spearman_iters_contact", "auc_iters_contact")
+                }
+                for start in WARM_STARTS
+            },
         }
-        for start in ("latent", "linear")
-    }
+    return out
 
 
 # -- hypothesis 5: the loop in the agent --------------------------------------------

@@ -203,14 +203,24 @@ class DreamCore:
         return latent
 
     @torch.no_grad()
-    def step(self, latent: torch.Tensor, actions: np.ndarray, rng: np.random.Generator) -> tuple:
-        """Imagine one step for a batch of checked actions: returns ``(latent, obs, reward,
+    def step(
+        self,
+        latent: torch.Tensor,
+        actions: np.ndarray,
+        rng: np.random.Generator,
+        previous: torch.Tensor | None = None,
+    ) -> tuple:
+        """Imagine one step for a batch of checked actions from ``latent`` (``previous``:
+        the latents one step before it, which ``warm_start="extrapolate"`` starts the loop
+        from): returns ``(latent, obs, reward,
         terminated, truncated, info)`` with numpy arrays for everything but the latent;
         ``info`` holds ``loop_iters``, ``residual`` and ``cont`` arrays, and with an
         ensemble ``uncertainty``, ``uncertainty_truncated`` and ``uncertainty_halted``.
         ``truncated`` is set only by ``uncertainty_limit`` (time limits belong to the
         envs). ``rng`` draws the ``"sample"`` termination and the ``"random"`` members."""
-        out = self.model.step(latent, self.tensor(actions), tol=self.tol, max_iters=self.max_iters)
+        out = self.model.step(
+            latent, self.tensor(actions), previous=previous, tol=self.tol, max_iters=self.max_iters
+        )
         if self.ensemble_step == "random":  # each sample follows one member this step
             out = out.follow(
                 torch.as_tensor(rng.integers(0, self.ensemble, len(actions)), device=latent.device)
@@ -343,12 +353,13 @@ class DreamEnv(gym.Env):
             fps = fps / self.core.action_repeat
         self.metadata = {**self.metadata, "render_fps": fps}
         self._latent: torch.Tensor | None = None
+        self._previous: torch.Tensor | None = None  # the latent one step before
         self._obs: np.ndarray | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         obs = self.core.sample_start_obs(1, self.np_random)
-        self._latent = self.core.encode(obs)
+        self._latent, self._previous = self.core.encode(obs), None
         self._obs = obs[0].astype(self.observation_space.dtype)
         if self.core.renderer is not None:
             self.core.renderer.reset(self._obs)
@@ -359,9 +370,9 @@ class DreamEnv(gym.Env):
             raise gym.error.ResetNeeded("call reset() before step()")
         action = self.core.actions.check(action, 1)  # validated; clipped or one-hot
         latent, obs, reward, terminated, truncated, batch_info = self.core.step(
-            self._latent, action, self.np_random
+            self._latent, action, self.np_random, self._previous
         )
-        self._latent, self._obs = latent, obs[0]
+        self._previous, self._latent, self._obs = self._latent, latent, obs[0]
         if self.core.renderer is not None:
             self.core.renderer.advance(self._obs)
         info = {key: value[0].item() for key, value in batch_info.items()}
@@ -430,6 +441,7 @@ class DreamVectorEnv(VectorEnv):
         self.max_episode_steps = max_episode_steps or self.core.max_episode_steps
         self.render_mode = None
         self._latent: torch.Tensor | None = None
+        self._previous: torch.Tensor | None = None  # one step before (a start: itself)
         self._steps = np.zeros(num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
 
@@ -449,7 +461,7 @@ class DreamVectorEnv(VectorEnv):
             if seed is not None:
                 self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
             obs = self.core.sample_start_obs(self.num_envs, self.np_random)
-        self._latent = self.core.encode(obs)
+        self._latent = self._previous = self.core.encode(obs)
         self._steps[:] = 0
         self._needs_reset[:] = False
         return obs.astype(self.single_observation_space.dtype), {}
@@ -459,8 +471,9 @@ class DreamVectorEnv(VectorEnv):
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = self.core.actions.check(actions, self.num_envs)
         latent, obs, reward, terminated, truncated, batch_info = self.core.step(
-            self._latent, actions, self.np_random
+            self._latent, actions, self.np_random, self._previous
         )
+        previous = self._latent
         self._steps += 1
         if self.max_episode_steps:
             truncated |= self._steps >= self.max_episode_steps
@@ -468,7 +481,8 @@ class DreamVectorEnv(VectorEnv):
         if resetting.any():
             # next-step autoreset: these envs ended last step; this step is their reset
             start = self.core.sample_start_obs(int(resetting.sum()), self.np_random)
-            latent[torch.as_tensor(resetting)] = self.core.encode(start)
+            rows = torch.as_tensor(resetting)
+            latent[rows] = previous[rows] = self.core.encode(start)
             obs[resetting] = start
             reward[resetting] = 0.0
             terminated[resetting] = False
@@ -481,7 +495,7 @@ class DreamVectorEnv(VectorEnv):
                 batch_info["uncertainty_truncated"][resetting] = False
                 batch_info["uncertainty_halted"][resetting] = False
             self._steps[resetting] = 0
-        self._latent = latent
+        self._latent, self._previous = latent, previous
         self._needs_reset = terminated | truncated
         every = np.ones(self.num_envs, dtype=bool)
         infos = {**batch_info, **{f"_{key}": every for key in batch_info}}

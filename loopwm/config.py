@@ -19,7 +19,7 @@ from loopwm.errors import ConfigError
 ACTIVATIONS = ("tanh", "relu", "leaky_relu")  # 1-Lipschitz: the contraction proof needs it
 GRAD_MODES = ("truncated", "phantom")
 HALTING_MODES = ("certified", "fixed")
-WARM_STARTS = ("latent", "linear")
+WARM_STARTS = ("latent", "linear", "extrapolate")
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,11 @@ class LoopWMConfig:
     warm_start: str = field(default="latent", metadata={"choices": WARM_STARTS})
     """Where each transition's loop starts: ``latent`` at ``h_t``; ``linear`` at the fixed
     point of the block's linear part, ``(B u + b) / (1 - A)``, so that the iterations count
-    what the nonlinear part adds. The certified fixed point is the same from any start;
-    only the iterations spent reaching it differ."""
+    what the nonlinear part adds; ``extrapolate`` at ``2 h_t - h_{t-1}``, the latent moved
+    on as it moved in the last transition (``h_t`` where no ``h_{t-1}`` is given), so that
+    the iterations count how much the motion changes, as a contact changes it. The
+    certified fixed point is the same from any start; only the iterations spent reaching
+    it differ."""
 
     train_iters_mean: float = 8.0
     """Mean iteration count sampled per training batch (Poisson-lognormal)."""

@@ -52,6 +52,7 @@ class LoopWM(WorldModel):
     kind = "loopwm"
     looped = True
     certified = True
+    reads_previous = True
 
     def __init__(self, config: LoopWMConfig) -> None:
         super().__init__(config)
@@ -88,13 +89,21 @@ class LoopWM(WorldModel):
         return None
 
     def _transition(
-        self, latent: torch.Tensor, inject: torch.Tensor, *, tol: float, max_iters: int
+        self,
+        latent: torch.Tensor,
+        inject: torch.Tensor,
+        *,
+        tol: float,
+        max_iters: int,
+        previous: torch.Tensor | None = None,
     ) -> Transition:
         w = self.block.weights()
         projected = self.block.project(inject, w)  # (B, D + H) or (K, B, D + H), loop-invariant
         if self.config.warm_start == "linear":
             latent = self._linear_start(w, projected)
-        elif projected.ndim == 3:  # an ensemble: every member starts from the same latent
+        elif self.config.warm_start == "extrapolate" and previous is not None:
+            latent = 2.0 * latent - previous  # h_t moved on by its last step
+        if latent.ndim == 2 and projected.ndim == 3:  # an ensemble: every member starts alike
             latent = latent.expand(projected.shape[0], *latent.shape)
         f = partial(self.block.iterate, w)
         if self.training and (

@@ -71,10 +71,11 @@ def world_model_loss(
     # The rollout is sequential; everything scored on it is computed once on the stacked
     # steps (the decoder and the errors), not step by step.
     preds, member_obs, rewards, conts, aux, iters = [], [], [], [], [], []
+    previous = None
     with model.reuse_weights():
         for k in range(horizon):
-            out = model.step(latent, actions[:, k])
-            latent = out.latent  # (B, D): the members' mean for an ensemble
+            out = model.step(latent, actions[:, k], previous=previous)
+            previous, latent = latent, out.latent  # (B, D): the members' mean for an ensemble
             if out.members is None:
                 preds.append(latent)
                 rewards.append(out.reward_symlog)

@@ -116,7 +116,7 @@ def record_rollout(
             return model.encode(model.check_input(observations.to_vectors(o)[0], "obs"))
 
         std = model.obs_std.cpu().numpy()
-        latent = encode(obs)
+        latent, previous = encode(obs), None
         imagined.reset(flat(obs))
         real_view.reset(flat(obs))
         real_obs, imagined_obs, resync = [flat(obs)], [flat(obs)], [True]
@@ -130,7 +130,7 @@ def record_rollout(
             action = real_env.action_space.sample() if policy is None else policy(obs)
             vector = actions.check(action, 1)  # (1, action_dim): clipped or one-hot
             next_obs, _, terminated, truncated, _ = real_env.step(actions.to_env(vector[0]))
-            out = model.step(latent, model.check_input(vector, "action"))
+            out = model.step(latent, model.check_input(vector, "action"), previous=previous)
             predicted = model.decode(out.latent)[0].cpu().numpy().astype(np.float64)
             errors.append(float(np.linalg.norm((predicted - flat(next_obs)) / std)))
             iters.append(int(out.iters[0]))
@@ -142,11 +142,11 @@ def record_rollout(
                 next_obs, _ = real_env.reset()
                 real_view.reset(flat(next_obs))
             if ended or t % resync_every == 0:
-                latent = encode(next_obs)
+                latent, previous = encode(next_obs), None
                 imagined.reset(flat(next_obs))
                 predicted, synced = flat(next_obs), True
             else:
-                latent, synced = out.latent, False
+                latent, previous, synced = out.latent, latent, False
             imagined_frames.append(imagined.render())
             real_obs.append(flat(next_obs))
             imagined_obs.append(predicted)

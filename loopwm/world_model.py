@@ -145,6 +145,9 @@ class WorldModel(nn.Module):
 
     kind: ClassVar[str] = ""
     looped: ClassVar[bool] = False
+    reads_previous: ClassVar[bool] = False
+    """Whether ``_transition`` takes ``previous=``, the latents ``h_{t-1}`` (LoopWM's
+    ``warm_start="extrapolate"``); a family that does not declare it is never passed one."""
     config_class: ClassVar[type[LoopWMConfig]] = LoopWMConfig
     decodes: bool = True
     """Whether the decoder is trained: ``False`` for a model trained decoder-free
@@ -240,6 +243,7 @@ class WorldModel(nn.Module):
         latent: torch.Tensor,
         action: torch.Tensor,
         *,
+        previous: torch.Tensor | None = None,
         tol: float | None = None,
         max_iters: int | None = None,
     ) -> StepOutput:
@@ -256,13 +260,17 @@ class WorldModel(nn.Module):
         Args:
             latent: (B, latent_dim) current latents.
             action: (B, action_dim) actions in the env's units.
+            previous: (B, latent_dim) the latents ``h_{t-1}`` before ``latent``, or
+                ``None``: where the loop starts with ``warm_start="extrapolate"`` (other
+                starts and families without :attr:`reads_previous` do not read it).
             tol: halting tolerance for this call (defaults to ``config.tol``).
             max_iters: iteration cap for this call (defaults to ``config.max_iters``);
                 raising it at test time spends more computation per transition.
         """
         tol, max_iters = self.loop_settings(tol, max_iters)
         inject = self.prelude(torch.cat([latent, action], dim=-1))  # (B, inject_dim)
-        tr = self._transition(latent, inject, tol=tol, max_iters=max_iters)
+        extra = {"previous": previous} if self.reads_previous else {}
+        tr = self._transition(latent, inject, tol=tol, max_iters=max_iters, **extra)
         if tr.latent.ndim == 2:
             return StepOutput(
                 latent=tr.latent,
@@ -334,12 +342,12 @@ class WorldModel(nn.Module):
         if steps < 1:
             raise ConfigError(f"imagine needs at least one step, got {steps}")
         tol, max_iters = self.loop_settings(tol, max_iters)
-        outputs, taken = [], []
+        outputs, taken, previous = [], [], None
         with self.reuse_weights():
             for t in range(steps):
                 action = actions[:, t] if actions is not None else policy(latent)
-                out = self.step(latent, action, tol=tol, max_iters=max_iters)
-                latent = out.latent
+                out = self.step(latent, action, previous=previous, tol=tol, max_iters=max_iters)
+                previous, latent = latent, out.latent
                 outputs.append(out)
                 taken.append(action)
         return Rollout(

@@ -289,3 +289,24 @@ def test_vector_env_seeds_each_env_with_its_own_entry(pendulum_checkpoint):
     np.testing.assert_array_equal(swapped, obs[::-1])
     with pytest.raises(ValueError, match="3 ints"):
         vec.reset(seed=[1, 2])
+
+
+def test_an_extrapolating_dream_starts_each_loop_from_the_last_two_latents(pendulum_checkpoint):
+    model = load(pendulum_checkpoint)
+    model.config = model.config.replace(warm_start="extrapolate")
+    vec = DreamVectorEnv(model, 3, cont_threshold=0.0, max_episode_steps=2)
+    vec.reset(seed=0)
+    actions = np.array([[0.5], [-0.5], [0.0]])
+    a = torch.as_tensor(actions, dtype=torch.float32)
+    start = vec._latent.clone()
+    first = vec.step(actions)[4]["loop_iters"]
+    assert np.array_equal(first, model.step(start, a).iters.numpy())  # no h_{t-1} yet
+    after = vec._latent.clone()
+    second = vec.step(actions)[4]["loop_iters"]
+    from_both = model.step(after, a, previous=start).iters.numpy()
+    assert np.array_equal(second, from_both)
+    assert not np.array_equal(from_both, model.step(after, a).iters.numpy())
+    vec.step(actions)  # the autoreset step: each env starts afresh ...
+    restart = vec._latent.clone()
+    third = vec.step(actions)[4]["loop_iters"]
+    assert np.array_equal(third, model.step(restart, a).iters.numpy())  # ... without a past

@@ -168,3 +168,53 @@ def test_linear_warm_start_of_an_ensemble_starts_each_member_at_its_own_linear_p
     assert out.members.shape == (3, 8, model.config.latent_dim)
     # each member reaches its own fixed point, whatever the start
     torch.testing.assert_close(out.members, ref.members, rtol=0, atol=1e-8)
+
+
+@torch.no_grad()
+def test_extrapolated_warm_start_starts_at_two_h_minus_previous_and_reaches_the_fixed_point():
+    model = double_model(c_max=0.95, a_max=0.6)
+    extrapolate = LoopWM(model.config.replace(warm_start="extrapolate")).double().eval()
+    extrapolate.load_state_dict(model.state_dict())
+    h, a = transition_inputs(model)
+    previous = h + 0.1 * torch.randn_like(h)
+    tol = 1e-6
+    out = extrapolate.step(h, a, previous=previous, tol=tol, max_iters=500)
+    star = reference_fixed_point(model, h, a)
+    assert (torch.linalg.vector_norm(out.latent - star, dim=-1) <= tol * (1 + 1e-6)).all()
+    # the iterations are those of the loop started at 2 h - previous
+    w = model.block.weights()
+    projected = model.block.project(model.prelude(torch.cat([h, a], -1)), w)
+    ref = solve(
+        lambda x, p: model.block.iterate(w, x, p),
+        2 * h - previous,
+        projected,
+        max_iters=500,
+        stop=certified_stop(w.contraction, tol),
+    )
+    assert torch.equal(out.iters, ref.iters)
+    # without a previous latent (or with previous == h) it is the latent start
+    plain = model.step(h, a, tol=tol, max_iters=500)
+    assert torch.equal(extrapolate.step(h, a, tol=tol, max_iters=500).iters, plain.iters)
+    assert torch.equal(
+        extrapolate.step(h, a, previous=h, tol=tol, max_iters=500).iters, plain.iters
+    )
+    # the latent start never reads previous
+    assert torch.equal(
+        model.step(h, a, previous=previous, tol=tol, max_iters=500).iters, plain.iters
+    )
+
+
+@torch.no_grad()
+def test_an_extrapolating_rollout_starts_each_step_from_the_last_two_latents():
+    model = double_model(warm_start="extrapolate", ensemble=2)
+    h, _ = transition_inputs(model, batch=6)
+    actions = torch.rand(6, 3, model.config.action_dim, dtype=torch.float64) * 2 - 1
+    rollout = model.imagine(h, actions, tol=1e-6)
+    latents = [h, *rollout.latent.unbind(1)]
+    unmoved = model.step(latents[1], actions[:, 1], tol=1e-6)  # as if from the latent
+    assert not torch.equal(unmoved.iters, rollout.iters[:, 1])
+    for t in range(3):
+        previous = latents[t - 1] if t else None
+        step = model.step(latents[t], actions[:, t], previous=previous, tol=1e-6)
+        assert torch.equal(step.iters, rollout.iters[:, t])
+        torch.testing.assert_close(step.latent, rollout.latent[:, t], rtol=0, atol=1e-12)
