@@ -12,6 +12,13 @@ def double_model(**overrides):
     return LoopWM(cfg).double().eval()
 
 
+def with_warm_start(model, start):
+    """The same weights, started from ``start``."""
+    variant = LoopWM(model.config.replace(warm_start=start)).double().eval()
+    variant.load_state_dict(model.state_dict())
+    return variant
+
+
 def transition_inputs(model, batch=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     # Warm starts at very different distances from their fixed points.
@@ -133,8 +140,7 @@ def test_grad_enabled_inference_matches_no_grad():
 @torch.no_grad()
 def test_linear_warm_start_reaches_the_same_certified_fixed_point():
     model = double_model(c_max=0.95, a_max=0.6)
-    linear = LoopWM(model.config.replace(warm_start="linear")).double().eval()
-    linear.load_state_dict(model.state_dict())
+    linear = with_warm_start(model, "linear")
     h, a = transition_inputs(model)
     star = reference_fixed_point(model, h, a)
     tol = 1e-6
@@ -161,8 +167,7 @@ def test_linear_warm_start_is_exact_for_a_block_without_its_nonlinear_part():
 @torch.no_grad()
 def test_linear_warm_start_of_an_ensemble_starts_each_member_at_its_own_linear_point():
     model = double_model(warm_start="linear", ensemble=3)
-    plain = LoopWM(model.config.replace(warm_start="latent")).double().eval()
-    plain.load_state_dict(model.state_dict())
+    plain = with_warm_start(model, "latent")
     h, a = transition_inputs(model, batch=8)
     out, ref = model.step(h, a, tol=1e-9, max_iters=300), plain.step(h, a, tol=1e-9, max_iters=300)
     assert out.members.shape == (3, 8, model.config.latent_dim)
@@ -173,8 +178,7 @@ def test_linear_warm_start_of_an_ensemble_starts_each_member_at_its_own_linear_p
 @torch.no_grad()
 def test_extrapolated_warm_start_starts_at_two_h_minus_previous_and_reaches_the_fixed_point():
     model = double_model(c_max=0.95, a_max=0.6)
-    extrapolate = LoopWM(model.config.replace(warm_start="extrapolate")).double().eval()
-    extrapolate.load_state_dict(model.state_dict())
+    extrapolate = with_warm_start(model, "extrapolate")
     h, a = transition_inputs(model)
     previous = h + 0.1 * torch.randn_like(h)
     tol = 1e-6
